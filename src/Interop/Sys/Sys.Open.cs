@@ -1,0 +1,31 @@
+using System.Runtime.InteropServices;
+using Rstmem.Interop.Uapi;
+
+namespace Rstmem.Interop;
+
+public static partial class Sys
+{
+    [LibraryImport(Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string pathname, int flags, uint mode);
+
+    /// <summary>open(2); O_CLOEXEC is always added.</summary>
+    public static Errno TryOpen(string path, int flags, out SafeFd fd, uint mode = 0)
+    {
+        int result;
+        Errno errno;
+        do
+        {
+            result = open(path, flags | Fcntl.O_CLOEXEC, mode);
+        }
+        while (Interrupted(result, out errno));
+        fd = SafeFd.DangerousAdopt(result);
+        return errno;
+    }
+
+    /// <inheritdoc cref="TryOpen"/>
+    public static SafeFd Open(string path, int flags, uint mode = 0)
+    {
+        TryOpen(path, flags, out SafeFd fd, mode).ThrowIfError("open", path);
+        return fd;
+    }
+}
