@@ -1,0 +1,3 @@
+using Rstmem.Daemon.Cli;
+
+return RstmemdCli.Run(args, Console.Out, Console.Error);
