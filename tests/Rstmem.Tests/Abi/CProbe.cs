@@ -44,6 +44,7 @@ internal static class CProbe
             #include <sys/inotify.h>
             #include <sys/mman.h>
             #include <sys/socket.h>
+            #include <sys/stat.h>
             #include <sys/uio.h>
             #include <sys/un.h>
             #include <linux/ioctl.h>
