@@ -78,18 +78,25 @@ public sealed class ReleaseWatcher : IDisposable
         }
     }
 
-    /// <summary>Reads every event waiting, runs the release callbacks and returns how many files were released.</summary>
+    /// <summary>
+    /// Reads every event waiting, runs the release callbacks and returns how
+    /// many files were released. The lock is held through the callbacks, so a
+    /// caller that drains after a close has returned — in this process or
+    /// another — finds that release fully handled, even when another thread
+    /// (a background drainer) read the event first. Callbacks must therefore
+    /// not call back into this watcher.
+    /// </summary>
     public int Drain()
     {
-        var released = new List<Action>();
         lock (gate)
         {
+            int released = 0;
             while (true)
             {
                 Errno errno = Sys.TryRead(inotify, buffer, out int length);
                 if (errno == Errno.EAGAIN || (errno == Errno.None && length == 0))
                 {
-                    break;
+                    return released;
                 }
                 errno.ThrowIfError("read(inotify)");
                 for (int offset = 0; offset < length;)
@@ -105,21 +112,17 @@ public sealed class ReleaseWatcher : IDisposable
                     bool closed = (e.mask & Inotify.IN_CLOSE) != 0;
                     if ((evicted || (closed && closeMeansRelease)) && pending.Remove(e.wd, out Action? callback))
                     {
-                        released.Add(callback);
                         if (!evicted)
                         {
                             // Drop the watch now; its IN_IGNORED will find nothing pending.
                             Sys.TryInotifyRmWatch(inotify, e.wd);
                         }
+                        callback();
+                        released++;
                     }
                 }
             }
         }
-        foreach (Action callback in released)
-        {
-            callback();
-        }
-        return released.Count;
     }
 
     /// <summary>Waits up to <paramref name="timeoutMilliseconds"/> for events, then drains.</summary>

@@ -260,9 +260,6 @@ public sealed class ModelKernel : IKernel, IDisposable
     /// <summary>Handles every release that has happened; returns how many files were released.</summary>
     public int Drain() => releases.Drain();
 
-    /// <summary>Waits up to the timeout for a release event, then handles what arrived.</summary>
-    public int WaitForReleases(int timeoutMilliseconds) => releases.WaitAndDrain(timeoutMilliseconds);
-
     public void Dispose()
     {
         if (disposed)

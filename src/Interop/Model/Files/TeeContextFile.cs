@@ -140,7 +140,8 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
             return Errno.EINVAL;
         }
         ModelDmaBuf? buffer = kernel.FindDmaBuf(unchecked((int)fd));
-        if (buffer is null || buffer.Kind != ExporterKind.TeeHeap || !ReferenceEquals(buffer.TeeDevice, Device))
+        // Only dma-bufs this TEE device exported (tee_heap_update_from_dma_buf: other ops or another teedev → EINVAL).
+        if (buffer is null || buffer.Kind is not (ExporterKind.TeeHeap or ExporterKind.V4Rstmem) || !ReferenceEquals(buffer.TeeDevice, Device))
         {
             return Errno.EINVAL;
         }
