@@ -37,6 +37,7 @@ public sealed class ModelKernel : IKernel, IDisposable
     private long nextBufferId;
     private long liveBuffers;
     private volatile bool disposed;
+    private Exception? drainFailure;
 
     public ModelKernel(ModelOptions options)
     {
@@ -258,7 +259,14 @@ public sealed class ModelKernel : IKernel, IDisposable
     }
 
     /// <summary>Handles every release that has happened; returns how many files were released.</summary>
-    public int Drain() => releases.Drain();
+    public int Drain()
+    {
+        if (Volatile.Read(ref drainFailure) is { } failure)
+        {
+            throw new InvalidOperationException("the model's release handling failed: " + failure.Message, failure);
+        }
+        return releases.Drain();
+    }
 
     public void Dispose()
     {
@@ -542,9 +550,19 @@ public sealed class ModelKernel : IKernel, IDisposable
             fds[0] = new pollfd { fd = releases.Descriptor.DangerousFd, events = Poll.POLLIN };
             fds[1] = new pollfd { fd = wakeReader.DangerousFd, events = Poll.POLLIN };
             Sys.TryPoll(fds, -1, out _);
-            if (!disposed)
+            if (disposed)
+            {
+                return;
+            }
+            try
             {
                 releases.Drain();
+            }
+            catch (Exception e) when (e is InvalidOperationException or ErrnoException or ArgumentException)
+            {
+                // A broken invariant (a double free): report it to the next caller instead of killing the process.
+                Volatile.Write(ref drainFailure, e);
+                return;
             }
         }
     }
