@@ -1,0 +1,11 @@
+namespace Rstmem.Tests.Support;
+
+/// <summary>
+/// Tests that count this process's descriptors run alone: other tests open and
+/// close descriptors in parallel and would move the count.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class SerialCollection
+{
+    public const string Name = "process-wide counters";
+}
