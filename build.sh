@@ -4,6 +4,7 @@
 #   ./build.sh           restore and build everything (C# and C)
 #   ./build.sh test      build, then run every test (xunit and ctest)
 #   ./build.sh run ...   build, then run `rstmemd serve ...` in the foreground
+#   ./build.sh bench ... build, then run a benchmark (default: allocator)
 #   ./build.sh publish   self-contained single-file linux-x64 rstmemd in dist/linux-x64,
 #                        portable framework-dependent build (arm64 boards) in dist/portable
 #
@@ -100,7 +101,8 @@ case "$command" in
   build) build ;;
   test) build; run_tests ;;
   run) build; exec dotnet "$DAEMON_DLL" serve "$@" ;;
+  bench) build; exec dotnet "$ROOT/tests/Rstmem.Benchmarks/bin/$CONFIGURATION/net10.0/rstmem-benchmarks.dll" "$@" ;;
   publish) build; publish ;;
   -h|--help|help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$command': expected build, test, run or publish" ;;
+  *) die "unknown command '$command': expected build, test, run, bench or publish" ;;
 esac

@@ -5,7 +5,7 @@ using Rstmem.Tests.Support;
 
 namespace Rstmem.Tests.Model;
 
-[Collection(SerialCollection.Name)]
+[Collection(SerialTests.Name)]
 public sealed class LeakTests
 {
     [Fact]

@@ -5,7 +5,7 @@ namespace Rstmem.Tests.Support;
 /// close descriptors in parallel and would move the count.
 /// </summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class SerialCollection
+public sealed class SerialTests
 {
     public const string Name = "process-wide counters";
 }

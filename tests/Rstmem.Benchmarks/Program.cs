@@ -1,0 +1,12 @@
+using Rstmem.Benchmarks;
+
+string which = args.Length > 0 ? args[0] : "allocator";
+switch (which)
+{
+    case "allocator":
+        AllocatorBenchmark.Run(args.Skip(1).ToArray());
+        return 0;
+    default:
+        Console.Error.WriteLine($"rstmem-benchmarks: unknown benchmark '{which}'; expected: allocator");
+        return 2;
+}
