@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rstmem wire protocol: the one definition shared by rstmemd (whose C# side is
+ * tested against this header) and every client. docs/protocol.md explains it.
+ *
+ * Transport: AF_UNIX, SOCK_SEQPACKET. One request per packet, one reply per
+ * request, in order. All integers little-endian; all structs are naturally
+ * aligned with explicit padding, so their layout is the same on every
+ * architecture (checked by the daemon's tests on x86_64, aarch64 and armhf).
+ * Strings are fixed-size, NUL-terminated (a field always holds at least one NUL).
+ *
+ * Every packet starts with struct rstmem_header. A reply has the request's
+ * opcode with RSTMEM_REPLY set, the request's request_id, and a payload that
+ * starts with struct rstmem_status. On failure (status.error != 0) the status
+ * is followed by status.message_length bytes of UTF-8 text and nothing else;
+ * on success message_length is 0 and the operation's reply struct follows.
+ * An ALLOC reply on success carries exactly one descriptor (SCM_RIGHTS).
+ */
+#ifndef RSTMEM_PROTOCOL_H
+#define RSTMEM_PROTOCOL_H
+
+#include <stdint.h>
+
+#define RSTMEM_PROTOCOL_MAGIC		0x4d545352u	/* "RSTM" as little-endian bytes */
+#define RSTMEM_PROTOCOL_VERSION		1		/* the version this header describes */
+#define RSTMEM_PROTOCOL_MIN_VERSION	1
+
+#define RSTMEM_MAX_PACKET		8192	/* no request or reply is longer */
+#define RSTMEM_MAX_MESSAGE		256	/* longest error text */
+#define RSTMEM_HEAP_NAME_LEN		64	/* heap names, use cases, ALLOC targets */
+#define RSTMEM_USE_CASE_LEN		32
+#define RSTMEM_BUFFER_NAME_LEN		32	/* = DMA_BUF_NAME_LEN: at most 31 characters */
+#define RSTMEM_SERVER_NAME_LEN		32
+
+/* Default socket: RSTMEMD_SOCKET, else this path for root, else $XDG_RUNTIME_DIR/rstmemd.sock. */
+#define RSTMEM_DEFAULT_SOCKET		"/run/rstmemd/rstmemd.sock"
+#define RSTMEM_SOCKET_ENV		"RSTMEMD_SOCKET"
+
+/* ---- header ------------------------------------------------------------ */
+
+enum rstmem_opcode {
+	RSTMEM_OP_HELLO		= 1,
+	RSTMEM_OP_LIST_HEAPS	= 2,
+	RSTMEM_OP_ALLOC		= 3,
+	RSTMEM_OP_FREE		= 4,
+	RSTMEM_OP_STATS		= 5,
+};
+
+#define RSTMEM_REPLY			0x8000u	/* set in a reply's opcode */
+
+struct rstmem_header {
+	uint32_t magic;		/* RSTMEM_PROTOCOL_MAGIC */
+	uint16_t version;	/* HELLO: the client's highest version; else the negotiated one */
+	uint16_t opcode;	/* enum rstmem_opcode, | RSTMEM_REPLY in replies */
+	uint32_t request_id;	/* chosen by the client, echoed in the reply */
+	uint32_t payload_length;	/* bytes after the header in this packet */
+};
+
+struct rstmem_status {
+	int32_t error;		/* 0, or a positive Linux errno (EINVAL, ENOMEM, ...) */
+	uint32_t message_length;	/* bytes of UTF-8 text following, 0 on success */
+};
+
+/* ---- HELLO: version negotiation and server facts ------------------------ */
+
+struct rstmem_hello_request {
+	uint16_t min_version;	/* lowest version the client speaks */
+	uint16_t max_version;	/* highest version the client speaks */
+	uint32_t flags;		/* 0 */
+};
+
+enum rstmem_backend {
+	RSTMEM_BACKEND_MODEL	= 1,	/* the daemon's in-process reference kernel model */
+	RSTMEM_BACKEND_TEE	= 2,	/* v4 TEE_IOC_RSTMEM_ALLOC on /dev/teeN */
+	RSTMEM_BACKEND_DMA_HEAP	= 3,	/* /dev/dma_heap nodes */
+};
+
+enum rstmem_generation {
+	RSTMEM_GENERATION_NONE		= 0,	/* plain heaps (system, CMA, vendor) only */
+	RSTMEM_GENERATION_V4		= 1,
+	RSTMEM_GENERATION_V6		= 2,
+	RSTMEM_GENERATION_MAINLINE	= 3,
+};
+
+#define RSTMEM_CAP_USE_CASES		(1u << 0)	/* ALLOC accepts use-case names */
+#define RSTMEM_CAP_BUFFER_NAMES		(1u << 1)	/* buffers are named (DMA_BUF_SET_NAME) */
+#define RSTMEM_CAP_RELEASE_TRACKING	(1u << 2)	/* the daemon sees each buffer's last close */
+
+struct rstmem_hello_reply {
+	uint16_t version;	/* the negotiated version: use it in every later header */
+	uint16_t reserved;
+	uint32_t capabilities;	/* RSTMEM_CAP_* */
+	uint32_t backend;	/* enum rstmem_backend */
+	uint32_t generation;	/* enum rstmem_generation */
+	uint32_t page_size;	/* allocation granularity in bytes */
+	uint32_t heap_count;
+	char server[RSTMEM_SERVER_NAME_LEN];	/* e.g. "rstmemd 0.1.0" */
+};
+
+/* ---- LIST_HEAPS: empty request; reply = list + count entries ------------ */
+
+#define RSTMEM_HEAP_RESTRICTED		(1u << 0)	/* behind the firewall: no CPU access */
+#define RSTMEM_HEAP_MAPPABLE		(1u << 1)	/* mmap of its buffers works */
+#define RSTMEM_HEAP_SIZES_KNOWN		(1u << 2)	/* total_bytes and free_bytes are meaningful */
+
+struct rstmem_heap_list {
+	uint32_t count;		/* entries that follow */
+	uint32_t entry_size;	/* sizeof(struct rstmem_heap_info); step by this */
+};
+
+struct rstmem_heap_info {
+	char name[RSTMEM_HEAP_NAME_LEN];	/* heap or use-case provider name */
+	char use_case[RSTMEM_USE_CASE_LEN];	/* "secure-video", ... or "" */
+	uint32_t backend;	/* enum rstmem_backend */
+	uint32_t generation;	/* enum rstmem_generation */
+	uint32_t page_size;
+	uint32_t flags;		/* RSTMEM_HEAP_* */
+	uint64_t total_bytes;	/* 0 when unknown */
+	uint64_t free_bytes;	/* 0 when unknown */
+	uint64_t max_alloc_bytes;	/* largest single ALLOC the daemon would try for this caller */
+};
+
+/* ---- ALLOC: reply carries the dma-buf descriptor ------------------------ */
+
+#define RSTMEM_ALLOC_BY_USE_CASE	(1u << 0)	/* target is a use case only */
+#define RSTMEM_ALLOC_BY_HEAP		(1u << 1)	/* target is a heap name only */
+/* neither: a use case if one has that name, else a heap */
+
+struct rstmem_alloc_request {
+	char target[RSTMEM_HEAP_NAME_LEN];	/* use case or heap name */
+	uint64_t size;		/* bytes, > 0; rounded up to the page size */
+	uint32_t flags;		/* RSTMEM_ALLOC_* */
+	uint32_t reserved;	/* 0 */
+	char name[RSTMEM_BUFFER_NAME_LEN];	/* buffer name, or "" for the daemon's default */
+};
+
+struct rstmem_alloc_reply {
+	uint64_t buffer_id;	/* the daemon's id for FREE and logs */
+	uint64_t size;		/* the buffer's actual (page-rounded) size */
+	char heap[RSTMEM_HEAP_NAME_LEN];	/* the heap it came from */
+};
+
+/* ---- FREE: the client is done with a buffer ---------------------------- */
+/*
+ * The memory returns when the last descriptor anywhere is closed; FREE only
+ * ends the daemon's record for this connection. Unknown or foreign id: ENOENT.
+ */
+struct rstmem_free_request {
+	uint64_t buffer_id;
+};
+
+struct rstmem_free_reply {
+	uint32_t released;	/* 1 if the buffer's last reference is already gone */
+	uint32_t reserved;
+};
+
+/* ---- STATS: empty request; reply = totals + count per-heap entries ------ */
+
+struct rstmem_stats_reply {
+	uint64_t uptime_ms;
+	uint64_t allocations;	/* successful ALLOCs since start */
+	uint64_t failures;	/* failed ALLOCs since start */
+	uint64_t live_buffers;	/* handed out and not yet released */
+	uint64_t live_bytes;
+	uint32_t clients;	/* connected now */
+	uint32_t count;		/* struct rstmem_heap_stats entries that follow */
+	uint32_t entry_size;	/* sizeof(struct rstmem_heap_stats) */
+	uint32_t reserved;
+};
+
+struct rstmem_heap_stats {
+	char name[RSTMEM_HEAP_NAME_LEN];
+	uint64_t allocations;
+	uint64_t failures;
+	uint64_t live_buffers;
+	uint64_t live_bytes;
+	uint64_t total_bytes;	/* pool counters, 0 when unknown */
+	uint64_t free_bytes;
+	uint64_t largest_free_bytes;
+	uint64_t lends;		/* dynamic pools: chunks lent to the secure world */
+	uint64_t reclaims;
+};
+
+#endif /* RSTMEM_PROTOCOL_H */
