@@ -24,14 +24,17 @@ public sealed class AbiCatalog
     private AbiCatalog(
         IReadOnlyList<Type> structs,
         IReadOnlyList<KeyValuePair<string, Ioctl>> ioctls,
-        IReadOnlyList<KeyValuePair<string, ulong>> constants)
+        IReadOnlyList<KeyValuePair<string, ulong>> constants,
+        IReadOnlyList<KeyValuePair<string, string>> strings)
     {
         Structs = structs;
         Ioctls = ioctls;
         Constants = constants;
+        StringConstants = strings;
     }
 
-    public static AbiCatalog Current { get; } = Build();
+    /// <summary>The kernel and libc ABI: everything in Rstmem.Interop.Uapi, plus errno.</summary>
+    public static AbiCatalog Current { get; } = ForNamespace(typeof(Tee).Assembly, typeof(Tee).Namespace!, includeErrno: true);
 
     public IReadOnlyList<Type> Structs { get; }
 
@@ -39,6 +42,9 @@ public sealed class AbiCatalog
 
     /// <summary>Integral constants as 64-bit patterns (signed values sign-extended, as C's cast to unsigned long long does).</summary>
     public IReadOnlyList<KeyValuePair<string, ulong>> Constants { get; }
+
+    /// <summary>String constants (C string literal macros).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> StringConstants { get; }
 
     /// <summary>What the C# definitions give on <paramref name="target"/> under its C layout rules.</summary>
     public AbiDescription Describe(AbiTarget target) => new(
@@ -89,16 +95,23 @@ public sealed class AbiCatalog
         return (int)(nint)method.Invoke(null, null)!;
     }
 
-    private static AbiCatalog Build()
+    /// <summary>
+    /// The catalog of one namespace: its structs, and the <see cref="Ioctl"/>
+    /// fields and constants of its static classes — for the uapi, or for a
+    /// wire protocol defined by a C header.
+    /// </summary>
+    public static AbiCatalog ForNamespace(Assembly assembly, string ns, bool includeErrno = false)
     {
-        Type[] types = typeof(Tee).Assembly.GetTypes()
-            .Where(t => t.Namespace == typeof(Tee).Namespace && !t.IsNested && !t.IsDefined(typeof(CompilerGeneratedAttribute)))
+        ArgumentNullException.ThrowIfNull(assembly);
+        Type[] types = assembly.GetTypes()
+            .Where(t => t.Namespace == ns && !t.IsNested && !t.IsDefined(typeof(CompilerGeneratedAttribute)))
             .OrderBy(t => t.Name, StringComparer.Ordinal)
             .ToArray();
 
         var structs = types.Where(t => t.IsValueType && !t.IsEnum).ToList();
         var ioctls = new List<KeyValuePair<string, Ioctl>>();
         var constants = new List<KeyValuePair<string, ulong>>();
+        var strings = new List<KeyValuePair<string, string>>();
         foreach (Type holder in types.Where(t => t.IsAbstract && t.IsSealed))
         {
             foreach (FieldInfo field in holder.GetFields(BindingFlags.Public | BindingFlags.Static))
@@ -111,15 +124,23 @@ public sealed class AbiCatalog
                 {
                     constants.Add(new(field.Name, AsBits(field.GetRawConstantValue()!)));
                 }
+                else if (field.IsLiteral && field.FieldType == typeof(string))
+                {
+                    strings.Add(new(field.Name, (string)field.GetRawConstantValue()!));
+                }
             }
         }
-        foreach (Errno errno in Enum.GetValues<Errno>().Where(e => e != Errno.None))
+        if (includeErrno)
         {
-            constants.Add(new(errno.ToString(), (ulong)(long)errno));
+            foreach (Errno errno in Enum.GetValues<Errno>().Where(e => e != Errno.None))
+            {
+                constants.Add(new(errno.ToString(), (ulong)(long)errno));
+            }
         }
         ioctls.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
         constants.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
-        return new AbiCatalog(structs, ioctls, constants);
+        strings.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
+        return new AbiCatalog(structs, ioctls, constants, strings);
     }
 
     private static ulong AsBits(object value) => value switch

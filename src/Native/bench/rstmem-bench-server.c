@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rstmem-bench-server: the C baseline for the rstmemd benchmark. A
+ * single-threaded epoll server on the AF_UNIX SOCK_SEQPACKET socket at argv[1]
+ * that speaks just enough of protocol.h for rstmem-bench-client: HELLO, and
+ * ALLOC answered with a sealed memfd of the page-rounded size (the minimum
+ * work the daemon does per buffer). Other opcodes get ENOSYS; a malformed
+ * packet closes its connection. It prints "ready" once listening and exits on
+ * SIGTERM or SIGINT, removing the socket file.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "rstmem/protocol.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "protocol.h is little-endian; this server uses host order");
+
+#define SERVER_NAME	"rstmem-bench-server"
+#define MAX_EVENTS	64
+#define MAX_FDS_IN	16	/* descriptors a client may (wrongly) send per packet */
+
+struct conn {
+	int fd;
+	struct conn *prev, *next;
+};
+
+static struct conn *conns;
+static uint64_t next_buffer_id = 1;
+static uint32_t page_size;
+
+static void conn_close(struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	close(c->fd);	/* also removes it from the epoll set */
+	free(c);
+}
+
+/* Sends one reply packet, with fd attached when fd >= 0. */
+static int send_packet(int sock, const void *buf, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (fd >= 0) {
+		memset(&control, 0, sizeof(control));
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof(control.buf);
+		struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cmsg), &fd, sizeof(fd));
+	}
+	do {
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		/* EAGAIN: the client is not reading; EPIPE etc.: it is gone. */
+		if (errno != EAGAIN && errno != EPIPE && errno != ECONNRESET)
+			perror("rstmem-bench-server: sendmsg");
+		return -1;
+	}
+	return (size_t)n == len ? 0 : -1;
+}
+
+static void put_header(char *buf, const struct rstmem_header *req, uint32_t payload_length)
+{
+	struct rstmem_header h = {
+		.magic = RSTMEM_PROTOCOL_MAGIC,
+		.version = RSTMEM_PROTOCOL_VERSION,
+		.opcode = req->opcode | RSTMEM_REPLY,
+		.request_id = req->request_id,
+		.payload_length = payload_length,
+	};
+	memcpy(buf, &h, sizeof(h));
+}
+
+static int send_error(int sock, const struct rstmem_header *req, int error, const char *text)
+{
+	char buf[sizeof(struct rstmem_header) + sizeof(struct rstmem_status) + RSTMEM_MAX_MESSAGE];
+	size_t len = strlen(text);
+	if (len > RSTMEM_MAX_MESSAGE)
+		len = RSTMEM_MAX_MESSAGE;
+	struct rstmem_status status = { .error = error, .message_length = len };
+	size_t off = sizeof(struct rstmem_header);
+
+	memcpy(buf + off, &status, sizeof(status));
+	off += sizeof(status);
+	memcpy(buf + off, text, len);
+	off += len;
+	put_header(buf, req, off - sizeof(struct rstmem_header));
+	return send_packet(sock, buf, off, -1);
+}
+
+static int handle_hello(int sock, const struct rstmem_header *req, const char *payload)
+{
+	struct rstmem_hello_request hello;
+	memcpy(&hello, payload, sizeof(hello));
+	if (hello.min_version > RSTMEM_PROTOCOL_VERSION || hello.max_version < RSTMEM_PROTOCOL_VERSION)
+		return send_error(sock, req, EPROTONOSUPPORT, "only protocol version 1 is supported");
+
+	char buf[sizeof(struct rstmem_header) + sizeof(struct rstmem_status) +
+		 sizeof(struct rstmem_hello_reply)];
+	struct rstmem_status status = { 0, 0 };
+	struct rstmem_hello_reply reply = {
+		.version = RSTMEM_PROTOCOL_VERSION,
+		.backend = RSTMEM_BACKEND_MODEL,
+		.generation = RSTMEM_GENERATION_NONE,
+		.page_size = page_size,
+	};
+	strcpy(reply.server, SERVER_NAME);
+	size_t off = sizeof(struct rstmem_header);
+	memcpy(buf + off, &status, sizeof(status));
+	off += sizeof(status);
+	memcpy(buf + off, &reply, sizeof(reply));
+	off += sizeof(reply);
+	put_header(buf, req, off - sizeof(struct rstmem_header));
+	return send_packet(sock, buf, off, -1);
+}
+
+static int handle_alloc(int sock, const struct rstmem_header *req, const char *payload)
+{
+	struct rstmem_alloc_request alloc;
+	memcpy(&alloc, payload, sizeof(alloc));
+	if (alloc.size == 0 || alloc.size > (uint64_t)INT64_MAX - page_size)
+		return send_error(sock, req, EINVAL, "bad size");
+	uint64_t size = (alloc.size + page_size - 1) / page_size * page_size;
+	alloc.name[RSTMEM_BUFFER_NAME_LEN - 1] = '\0';
+
+	int fd = memfd_create(alloc.name[0] ? alloc.name : "rstmem-bench",
+			      MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		int err = errno;
+		return send_error(sock, req, err, "memfd_create failed");
+	}
+	if (ftruncate(fd, (off_t)size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+		int err = errno;
+		close(fd);
+		return send_error(sock, req, err, "ftruncate or F_ADD_SEALS failed");
+	}
+
+	char buf[sizeof(struct rstmem_header) + sizeof(struct rstmem_status) +
+		 sizeof(struct rstmem_alloc_reply)];
+	struct rstmem_status status = { 0, 0 };
+	struct rstmem_alloc_reply reply = {
+		.buffer_id = next_buffer_id++,
+		.size = size,
+		.heap = "memfd",
+	};
+	size_t off = sizeof(struct rstmem_header);
+	memcpy(buf + off, &status, sizeof(status));
+	off += sizeof(status);
+	memcpy(buf + off, &reply, sizeof(reply));
+	off += sizeof(reply);
+	put_header(buf, req, off - sizeof(struct rstmem_header));
+	int ret = send_packet(sock, buf, off, fd);
+	close(fd);
+	return ret;
+}
+
+/* Handles one packet; -1 drops the client (EOF, malformed packet, send failure). */
+static int handle_packet(int sock)
+{
+	char buf[RSTMEM_MAX_PACKET];
+	union {
+		char buf[CMSG_SPACE(MAX_FDS_IN * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control.buf, .msg_controllen = sizeof(control.buf),
+	};
+	ssize_t n;
+
+	do {
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return 1;	/* nothing more for now */
+	if (n < 0) {
+		if (errno != ECONNRESET)
+			perror("rstmem-bench-server: recvmsg");
+		return -1;
+	}
+
+	/* No request carries descriptors: close whatever came. */
+	for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < count; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(fd));
+			close(fd);
+		}
+	}
+
+	if (n == 0)
+		return -1;	/* end of file */
+	struct rstmem_header req;
+	if ((size_t)n < sizeof(req) || (msg.msg_flags & MSG_TRUNC))
+		return -1;
+	memcpy(&req, buf, sizeof(req));
+	if (req.magic != RSTMEM_PROTOCOL_MAGIC || req.payload_length != n - sizeof(req) ||
+	    (req.opcode & RSTMEM_REPLY))
+		return -1;
+
+	const char *payload = buf + sizeof(req);
+	switch (req.opcode) {
+	case RSTMEM_OP_HELLO:
+		if (req.payload_length != sizeof(struct rstmem_hello_request))
+			return -1;
+		return handle_hello(sock, &req, payload);
+	case RSTMEM_OP_ALLOC:
+		if (req.payload_length != sizeof(struct rstmem_alloc_request))
+			return -1;
+		return handle_alloc(sock, &req, payload);
+	default:
+		return send_error(sock, &req, ENOSYS, "not implemented by " SERVER_NAME);
+	}
+}
+
+static void accept_clients(int epfd, int lsock)
+{
+	for (;;) {
+		int fd = accept4(lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				perror("rstmem-bench-server: accept4");
+			return;
+		}
+		struct conn *c = calloc(1, sizeof(*c));
+		if (!c) {
+			perror("rstmem-bench-server: calloc");
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			perror("rstmem-bench-server: epoll_ctl");
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = conns;
+		if (conns)
+			conns->prev = c;
+		conns = c;
+	}
+}
+
+static int listen_on(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		fprintf(stderr, "rstmem-bench-server: socket path too long: %s\n", path);
+		return -1;
+	}
+	strcpy(addr.sun_path, path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		fprintf(stderr, "rstmem-bench-server: unlink %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (sock < 0) {
+		perror("rstmem-bench-server: socket");
+		return -1;
+	}
+	if (bind(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		fprintf(stderr, "rstmem-bench-server: bind %s: %s\n", path, strerror(errno));
+		close(sock);
+		return -1;
+	}
+	if (listen(sock, SOMAXCONN) < 0) {
+		perror("rstmem-bench-server: listen");
+		close(sock);
+		unlink(path);
+		return -1;
+	}
+	return sock;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s SOCKET_PATH\n", argv[0]);
+		return 2;
+	}
+	const char *path = argv[1];
+	long ps = sysconf(_SC_PAGESIZE);
+	if (ps <= 0) {
+		perror("rstmem-bench-server: sysconf");
+		return 1;
+	}
+	page_size = (uint32_t)ps;
+
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+		perror("rstmem-bench-server: sigprocmask");
+		return 1;
+	}
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		perror("rstmem-bench-server: signalfd");
+		return 1;
+	}
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0) {
+		perror("rstmem-bench-server: epoll_create1");
+		close(sfd);
+		return 1;
+	}
+	int lsock = listen_on(path);
+	if (lsock < 0) {
+		close(epfd);
+		close(sfd);
+		return 1;
+	}
+
+	/* data.ptr NULL marks the signalfd, &lsock the listening socket. */
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	int status = 1;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev) < 0) {
+		perror("rstmem-bench-server: epoll_ctl");
+		goto out;
+	}
+	ev.data.ptr = &lsock;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, lsock, &ev) < 0) {
+		perror("rstmem-bench-server: epoll_ctl");
+		goto out;
+	}
+	if (printf("ready\n") < 0 || fflush(stdout) == EOF) {
+		perror("rstmem-bench-server: stdout");
+		goto out;
+	}
+
+	for (;;) {
+		struct epoll_event events[MAX_EVENTS];
+		int n = epoll_wait(epfd, events, MAX_EVENTS, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("rstmem-bench-server: epoll_wait");
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			void *ptr = events[i].data.ptr;
+			if (!ptr) {
+				status = 0;	/* SIGTERM or SIGINT */
+				goto out;
+			}
+			if (ptr == &lsock) {
+				accept_clients(epfd, lsock);
+				continue;
+			}
+			/*
+			 * Level-triggered: serve a few packets, then let the
+			 * other clients have a turn.
+			 */
+			struct conn *c = ptr;
+			int ret = 0;
+			for (int k = 0; k < 8 && ret == 0; k++)
+				ret = handle_packet(c->fd);
+			if (ret < 0)
+				conn_close(c);
+		}
+	}
+
+out:
+	while (conns)
+		conn_close(conns);
+	close(lsock);
+	if (unlink(path) < 0 && errno != ENOENT)
+		fprintf(stderr, "rstmem-bench-server: unlink %s: %s\n", path, strerror(errno));
+	close(epfd);
+	close(sfd);
+	return status;
+}
