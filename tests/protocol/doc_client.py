@@ -212,8 +212,9 @@ def run(argv):
             return {"heaps": client.list_heaps()}
         result, fd = client.alloc(args[0], size, args[2] if len(args) == 3 else "")
         try:
+            fdinfo = read_fdinfo(fd)        # before lseek, so "pos" is the received position
             result["lseek_size"] = os.lseek(fd, 0, os.SEEK_END)
-            result["fdinfo"] = read_fdinfo(fd)
+            result["fdinfo"] = fdinfo
         finally:
             os.close(fd)
         return result

@@ -38,6 +38,13 @@ public interface IKernel
     /// <summary>The text of /proc/self/fdinfo/N for the descriptor.</summary>
     Errno ReadFdInfo(SafeFd fd, out string fdinfo);
 
+    /// <summary>
+    /// Whether the first IN_CLOSE_* on a buffer's inode means its last close.
+    /// True for real dma-bufs (one open file per buffer); false for the
+    /// model's memfds, which can be reopened, where only IN_IGNORED counts.
+    /// </summary>
+    bool CloseEventMarksRelease { get; }
+
     /// <summary>The entries of a device directory (/dev, /dev/dma_heap): names only, empty when it does not exist.</summary>
     IReadOnlyList<string> ListDirectory(string path);
 }

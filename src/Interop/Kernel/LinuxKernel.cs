@@ -11,6 +11,8 @@ public sealed class LinuxKernel : IKernel
 
     public string Description { get; } = $"Linux {KernelRelease()}";
 
+    public bool CloseEventMarksRelease => true;
+
     public Errno Open(string path, int flags, out SafeFd fd) => Sys.TryOpen(path, flags, out fd);
 
     public Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result) =>

@@ -16,7 +16,7 @@ namespace Rstmem.Interop.Model;
 /// inotify. A descriptor the model did not create is passed to the real
 /// system call, as a real kernel would treat it.
 /// </summary>
-public sealed class ModelKernel : IKernel, IDisposable
+public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 {
     public const string DeviceDirectory = "/dev";
     public const string HeapDirectory = "/dev/dma_heap";
@@ -61,6 +61,14 @@ public sealed class ModelKernel : IKernel, IDisposable
     public long PageSize { get; }
 
     public string Description => $"reference kernel model (generation {Generation.Name()})";
+
+    public bool CloseEventMarksRelease => false;
+
+    PoolCounters? IPoolStatistics.TryGetCounters(string heapOrUseCase)
+    {
+        Drain();
+        return HeapOrUseCase(heapOrUseCase)?.Pool.Counters;
+    }
 
     /// <summary>Buffers exported and not yet released (dma-bufs only).</summary>
     public long LiveBuffers

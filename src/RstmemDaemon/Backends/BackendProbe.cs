@@ -1,0 +1,169 @@
+using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
+using Rstmem.Interop.Model;
+using Rstmem.Interop.Uapi;
+
+namespace Rstmem.Daemon.Backends;
+
+/// <summary>Startup cannot go on: the message says why, for the log and stderr.</summary>
+public sealed class StartupException : Exception
+{
+    public StartupException(string message) : base(message) { }
+
+    public StartupException() { }
+
+    public StartupException(string message, Exception innerException) : base(message, innerException) { }
+}
+
+/// <summary>The kernel rstmemd serves from and what it offers.</summary>
+public sealed class BackendSelection(IKernel kernel, BackendKind kind, KernelGeneration? generation, IReadOnlyList<string> notes, HeapCatalog heaps) : IDisposable
+{
+    public IKernel Kernel { get; } = kernel;
+
+    public BackendKind Kind { get; } = kind;
+
+    public KernelGeneration? Generation { get; } = generation;
+
+    /// <summary>What the probe looked at and decided, one line each.</summary>
+    public IReadOnlyList<string> Notes { get; } = notes;
+
+    public HeapCatalog Heaps { get; } = heaps;
+
+    /// <summary>The one line that says what is being served.</summary>
+    public string Announcement =>
+        $"serving {Heaps.Count} heap(s) from {Kernel.Description} via {KindName}" +
+        (Generation is { } g ? $", generation {g.Name()}" : ", no restricted-memory generation") +
+        $": {string.Join(", ", Heaps.All.Select(h => h.UseCase is null ? h.Name : $"{h.Name} ({h.UseCase})"))}";
+
+    public string KindName => Kind switch
+    {
+        BackendKind.Model => "the reference kernel model",
+        BackendKind.Tee => "TEE_IOC_RSTMEM_ALLOC (v4)",
+        _ => "DMA heaps",
+    };
+
+    public void Dispose()
+    {
+        Heaps.Dispose();
+        (Kernel as IDisposable)?.Dispose();
+    }
+}
+
+/// <summary>
+/// Finds what the kernel offers, without allocating anything it cannot free:
+/// v4 TEE devices (TEE_IOC_VERSION, then a size-0 TEE_IOC_RSTMEM_ALLOC, which
+/// a v4 kernel answers with ENOMEM before allocating and any other kernel with
+/// EINVAL), mainline protected,* heaps, v6 restricted,* heaps and configured
+/// extra heaps; otherwise the reference model.
+/// </summary>
+public static class BackendProbe
+{
+    public static BackendSelection Select(string backend, IKernel real, Func<ModelKernel> model, IReadOnlyCollection<string> extraHeaps, IReadOnlyDictionary<string, string> aliases)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var notes = new List<string>();
+        switch (backend)
+        {
+            case "model":
+                return ForModel(model(), notes, "--backend model");
+            case "tee":
+                return ProbeTee(real, notes) ?? throw new StartupException(
+                    "--backend tee: no TEE device speaks TEE_IOC_RSTMEM_ALLOC (the v4 series): " + string.Join("; ", notes));
+            case "dma-heap":
+                return ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes) ?? throw new StartupException(
+                    "--backend dma-heap: no protected,*, restricted,* or configured heap under /dev/dma_heap: " + string.Join("; ", notes));
+            case "auto":
+                return ProbeTee(real, notes)
+                    ?? ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes)
+                    ?? ForModel(model(), notes, "no restricted-memory interface found on this kernel");
+            default:
+                throw new StartupException($"Backend: '{backend}' is not a backend; expected auto, model, tee or dma-heap");
+        }
+    }
+
+    private static BackendSelection ForModel(ModelKernel model, List<string> notes, string why)
+    {
+        notes.Add($"{why}: using the reference kernel model (generation {model.Generation.Name()})");
+        BackendSelection? selection = model.Generation == KernelGeneration.V4
+            ? ProbeTee(model, notes, BackendKind.Model)
+            : ProbeHeaps(model, BackendKind.Model, model.ListDirectory(ModelKernel.HeapDirectory), new Dictionary<string, string>(), notes);
+        return selection ?? throw new StartupException("the reference model offers no heap: " + string.Join("; ", notes));
+    }
+
+    /// <summary>A v4 TEE: gen_caps bit 4, not QTEE (where bit 4 is OBJREF), and RSTMEM_ALLOC of size 0 answering ENOMEM.</summary>
+    public static BackendSelection? ProbeTee(IKernel kernel, List<string> notes, BackendKind kind = BackendKind.Tee)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(notes);
+        foreach (string name in kernel.ListDirectory("/dev").Where(IsTeeNode))
+        {
+            string path = $"/dev/{name}";
+            Errno errno = kernel.Open(path, Fcntl.O_RDWR, out SafeFd tee);
+            if (errno != Errno.None)
+            {
+                notes.Add($"{path}: open: {errno.Describe()}");
+                continue;
+            }
+            var version = new tee_ioctl_version_data();
+            errno = kernel.Ioctl(tee, Tee.TEE_IOC_VERSION, ref version, out _);
+            if (errno != Errno.None || (version.gen_caps & Tee.TEE_GEN_CAP_RSTMEM) == 0 || version.impl_id == Tee.TEE_IMPL_ID_QTEE)
+            {
+                notes.Add(errno != Errno.None
+                    ? $"{path}: TEE_IOC_VERSION: {errno.Describe()}"
+                    : $"{path}: impl_id {version.impl_id}, gen_caps 0x{version.gen_caps:x}: no v4 restricted memory" +
+                      (version.impl_id == Tee.TEE_IMPL_ID_QTEE ? " (bit 4 is QTEE's OBJREF)" : ""));
+                tee.Dispose();
+                continue;
+            }
+            var useCases = new List<UseCase>();
+            foreach (UseCase useCase in UseCase.All)
+            {
+                // size 0: v4 fails in the pool with ENOMEM after its checks, allocating nothing.
+                var probe = new tee_ioctl_rstmem_alloc_data { size = 0, use_case = useCase.Id };
+                errno = kernel.Ioctl(tee, Tee.TEE_IOC_RSTMEM_ALLOC, ref probe, out int fd);
+                if (errno == Errno.None)
+                {
+                    SafeFd.DangerousAdopt(fd).Dispose(); // a kernel that allocated nothing anyway
+                }
+                if (errno is Errno.ENOMEM or Errno.None)
+                {
+                    useCases.Add(useCase);
+                }
+            }
+            if (useCases.Count == 0)
+            {
+                notes.Add($"{path}: gen_caps bit 4 is set but TEE_IOC_RSTMEM_ALLOC answers like an unknown request: not v4");
+                tee.Dispose();
+                continue;
+            }
+            notes.Add($"{path}: v4 restricted memory for {string.Join(", ", useCases)}");
+            var catalog = new HeapCatalog();
+            foreach (UseCase useCase in useCases)
+            {
+                catalog.Add(new TeeRstmemProvider(kernel, tee, useCase));
+            }
+            catalog.Own(tee);
+            return new BackendSelection(kernel, kind, KernelGeneration.V4, notes, catalog);
+        }
+        return null;
+    }
+
+    /// <summary>Heap nodes: mainline protected,*, else v6 restricted,*, plus the configured extras present.</summary>
+    public static BackendSelection? ProbeHeaps(IKernel kernel, BackendKind kind, IReadOnlyCollection<string> extraHeaps, IReadOnlyDictionary<string, string> aliases, List<string> notes)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(notes);
+        var catalog = new HeapCatalog();
+        KernelGeneration? generation = catalog.Refresh(kernel, extraHeaps, aliases, notes);
+        if (catalog.Count == 0)
+        {
+            notes.Add("/dev/dma_heap: no protected,*, restricted,* or configured heap");
+            catalog.Dispose();
+            return null;
+        }
+        return new BackendSelection(kernel, kind, generation, notes, catalog);
+    }
+
+    private static bool IsTeeNode(string name) =>
+        name.StartsWith("tee", StringComparison.Ordinal) && name.Length > 3 && name[3..].All(char.IsAsciiDigit);
+}

@@ -1,0 +1,104 @@
+using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
+using Rstmem.Interop.Model;
+
+namespace Rstmem.Daemon.Backends;
+
+/// <summary>
+/// The heaps rstmemd offers, by name and by use case. Heap nodes that appear
+/// later (a module loaded) are picked up by <see cref="Refresh"/>; nodes that
+/// vanish are dropped. Used from the broker's one thread.
+/// </summary>
+public sealed class HeapCatalog : IDisposable
+{
+    private readonly List<HeapProvider> providers = [];
+    private readonly List<SafeFd> owned = [];
+
+    public int Count => providers.Count;
+
+    public IReadOnlyList<HeapProvider> All => providers;
+
+    public void Add(HeapProvider provider) => providers.Add(provider);
+
+    /// <summary>A descriptor the providers share (the v4 TEE context), closed with the catalog.</summary>
+    public void Own(SafeFd fd) => owned.Add(fd);
+
+    public HeapProvider? ByName(string name) => providers.FirstOrDefault(p => p.Name == name);
+
+    /// <summary>The provider for a use case: the generation's own heap first, then a vendor alias.</summary>
+    public HeapProvider? ByUseCase(string useCase) =>
+        providers.Where(p => p.UseCase?.Name == useCase).OrderBy(p => p.Generation is null ? 1 : 0).FirstOrDefault();
+
+    /// <summary>
+    /// Scans /dev/dma_heap and adds the heaps not yet known: protected,*
+    /// (mainline) or restricted,* (v6) by use case, and the extras configured,
+    /// mapped through the alias table. Returns the generation seen.
+    /// </summary>
+    public KernelGeneration? Refresh(IKernel kernel, IReadOnlyCollection<string> extraHeaps, IReadOnlyDictionary<string, string> aliases, List<string>? notes = null)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(extraHeaps);
+        ArgumentNullException.ThrowIfNull(aliases);
+        IReadOnlyList<string> names = kernel.ListDirectory("/dev/dma_heap");
+        KernelGeneration? generation =
+            names.Any(n => n.StartsWith(KernelGeneration.Mainline.HeapPrefix()!, StringComparison.Ordinal)) ? KernelGeneration.Mainline
+            : names.Any(n => n.StartsWith(KernelGeneration.V6.HeapPrefix()!, StringComparison.Ordinal)) ? KernelGeneration.V6
+            : null;
+
+        foreach (HeapProvider gone in providers.Where(p => p is DmaHeapProvider && !names.Contains(p.Name)).ToList())
+        {
+            notes?.Add($"/dev/dma_heap/{gone.Name}: gone");
+            providers.Remove(gone);
+            gone.Dispose();
+        }
+        foreach (string name in names)
+        {
+            if (ByName(name) is not null)
+            {
+                continue;
+            }
+            UseCase? useCase = null;
+            bool restricted = false;
+            KernelGeneration? heapGeneration = null;
+            if (generation?.HeapPrefix() is { } prefix && name.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                useCase = UseCase.ByName(name[prefix.Length..]);
+                restricted = true;
+                heapGeneration = generation;
+            }
+            else if (extraHeaps.Contains(name))
+            {
+                string? alias = aliases.GetValueOrDefault(name) ?? HeapAliases.BuiltIn.GetValueOrDefault(name);
+                useCase = alias is null ? null : UseCase.ByName(alias);
+                restricted = useCase is not null;
+            }
+            else
+            {
+                continue;
+            }
+            Errno errno = DmaHeapProvider.TryOpen(kernel, name, useCase, heapGeneration, restricted, out DmaHeapProvider? provider);
+            if (errno != Errno.None)
+            {
+                notes?.Add($"/dev/dma_heap/{name}: open: {errno.Describe()}");
+                continue;
+            }
+            notes?.Add($"/dev/dma_heap/{name}: {(useCase is null ? "plain heap" : $"use case {useCase}")}");
+            providers.Add(provider!);
+        }
+        return generation;
+    }
+
+    public void Dispose()
+    {
+        foreach (HeapProvider provider in providers)
+        {
+            provider.Dispose();
+        }
+        providers.Clear();
+        foreach (SafeFd fd in owned)
+        {
+            fd.Dispose();
+        }
+        owned.Clear();
+    }
+}
