@@ -73,5 +73,12 @@ internal static class ModelKit
     public static void AssertFree(ModelKernel model, string pool, long freeBytes) =>
         Assert.Equal(freeBytes, model.PoolCounters(pool).FreeBytes);
 
-    public static int OpenDescriptorCount() => Directory.GetFileSystemEntries("/proc/self/fd").Length;
+    /// <summary>This process's open descriptors, after finalizers of handles other tests dropped have run.</summary>
+    public static int OpenDescriptorCount()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return Directory.GetFileSystemEntries("/proc/self/fd").Length;
+    }
 }
