@@ -17,6 +17,8 @@ public static class Sockets
     public const int SOCK_CLOEXEC = Fcntl.O_CLOEXEC;
 
     public const int SOL_SOCKET = 1;
+    public const int SO_TYPE = 3;
+    public const int SO_ACCEPTCONN = 30;
     public const int SO_PEERCRED = 17;
     public const int SO_PEERGROUPS = 59;
 

@@ -31,9 +31,14 @@ public sealed class BackendSelection(IKernel kernel, BackendKind kind, KernelGen
 
     /// <summary>The one line that says what is being served.</summary>
     public string Announcement =>
-        $"serving {Heaps.Count} heap(s) from {Kernel.Description} via {KindName}" +
-        (Generation is { } g ? $", generation {g.Name()}" : ", no restricted-memory generation") +
-        $": {string.Join(", ", Heaps.All.Select(h => h.UseCase is null ? h.Name : $"{h.Name} ({h.UseCase})"))}";
+        (Kind == BackendKind.Model
+            ? $"serving the {Kernel.Description}, {Heaps.Count} heap(s)"
+            : $"serving {Heaps.Count} heap(s) from {Kernel.Description} via {KindName}" + (Generation is { } g ? $", generation {g.Name()}" : ", no restricted-memory generation")) +
+        $": {string.Join(", ", Heaps.All.Select(h => h.UseCase is null ? h.Name : $"{h.Name} ({h.UseCase})"))}" +
+        (Reason is null ? "" : $" ({Reason})");
+
+    /// <summary>Why this backend was chosen, when that is not obvious (the model fallback).</summary>
+    public string? Reason { get; internal set; }
 
     public string KindName => Kind switch
     {
@@ -83,11 +88,16 @@ public static class BackendProbe
 
     private static BackendSelection ForModel(ModelKernel model, List<string> notes, string why)
     {
-        notes.Add($"{why}: using the reference kernel model (generation {model.Generation.Name()})");
+        notes.Add(why);
         BackendSelection? selection = model.Generation == KernelGeneration.V4
             ? ProbeTee(model, notes, BackendKind.Model)
             : ProbeHeaps(model, BackendKind.Model, model.ListDirectory(ModelKernel.HeapDirectory), new Dictionary<string, string>(), notes);
-        return selection ?? throw new StartupException("the reference model offers no heap: " + string.Join("; ", notes));
+        if (selection is null)
+        {
+            throw new StartupException("the reference model offers no heap: " + string.Join("; ", notes));
+        }
+        selection.Reason = why;
+        return selection;
     }
 
     /// <summary>A v4 TEE: gen_caps bit 4, not QTEE (where bit 4 is OBJREF), and RSTMEM_ALLOC of size 0 answering ENOMEM.</summary>

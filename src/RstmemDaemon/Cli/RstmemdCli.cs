@@ -14,7 +14,7 @@ public static class RstmemdCli
     public const int ExitFailure = 1;
     public const int ExitUsage = 2;
 
-    private const string Usage = "usage: rstmemd <command> [options]   commands: abi, serve   (rstmemd --help for details)";
+    private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, abi   (rstmemd --help for details)";
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
