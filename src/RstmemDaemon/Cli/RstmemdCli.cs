@@ -16,6 +16,15 @@ public static class RstmemdCli
 
     private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, abi   (rstmemd --help for details)";
 
+    /// <summary>One line naming what is wrong, then the usage line; exit code 2.</summary>
+    public static int UsageError(TextWriter stderr, string message)
+    {
+        ArgumentNullException.ThrowIfNull(stderr);
+        stderr.WriteLine($"rstmemd: {message}");
+        stderr.WriteLine(Usage);
+        return ExitUsage;
+    }
+
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         ArgumentNullException.ThrowIfNull(args);
@@ -24,8 +33,11 @@ public static class RstmemdCli
 
         var root = new RootCommand("rstmemd: brokers restricted (protected) dma-buf memory to unprivileged clients")
         {
-            AbiCommand.Create(stdout),
             ServeCommand.Create(stderr),
+            ClientCommands.Heaps(stdout, stderr),
+            ClientCommands.Alloc(stdout, stderr),
+            ClientCommands.Stats(stdout, stderr),
+            AbiCommand.Create(stdout),
         };
 
         ParseResult parsed = root.Parse(args);
@@ -33,9 +45,7 @@ public static class RstmemdCli
         {
             // The most specific error first: an unknown token says more than "a command is required".
             ParseError error = parsed.Errors.OrderBy(e => e.Message.StartsWith("Required command", StringComparison.Ordinal)).First();
-            stderr.WriteLine($"rstmemd: {error.Message}");
-            stderr.WriteLine(Usage);
-            return ExitUsage;
+            return UsageError(stderr, error.Message);
         }
         return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
     }

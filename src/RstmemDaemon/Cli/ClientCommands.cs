@@ -1,0 +1,181 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Rstmem.Daemon.Client;
+using Rstmem.Daemon.Protocol;
+using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
+using Rstmem.Interop.Model;
+
+namespace Rstmem.Daemon.Cli;
+
+/// <summary><c>rstmemd heaps | alloc | stats</c>: clients of a running daemon.</summary>
+internal static class ClientCommands
+{
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+
+    private static Option<string?> SocketOption() => new("--socket") { Description = $"the daemon's socket (default: ${RstmemProtocol.RSTMEM_SOCKET_ENV}, else the daemon's default path)" };
+
+    private static Option<bool> JsonOption() => new("--json") { Description = "print JSON instead of a table" };
+
+    public static Command Heaps(TextWriter stdout, TextWriter stderr)
+    {
+        Option<string?> socket = SocketOption();
+        Option<bool> json = JsonOption();
+        var command = new Command("heaps", "list the heaps and use cases the daemon offers") { socket, json };
+        command.SetAction(result => WithClient(result.GetValue(socket), "heaps", stderr, client =>
+        {
+            IReadOnlyList<HeapInfo> heaps = client.ListHeaps();
+            if (result.GetValue(json))
+            {
+                stdout.WriteLine(JsonSerializer.Serialize(new { server = client.Server, heaps }, Json));
+                return RstmemdCli.ExitOk;
+            }
+            stdout.WriteLine($"{client.Server.Server}: {BackendName(client.Server.Backend)}, generation {GenerationName(client.Server.Generation)}, page size {client.Server.PageSize}");
+            Table(stdout, ["HEAP", "USE CASE", "TOTAL", "FREE", "MAX ALLOC", "KIND"],
+                heaps.Select(h => new[]
+                {
+                    h.Name, h.UseCase.Length > 0 ? h.UseCase : "-",
+                    Known(h, h.TotalBytes), Known(h, h.FreeBytes), ByteSize.Format((long)Math.Min(h.MaxAllocBytes, long.MaxValue)),
+                    (h.Flags & RstmemProtocol.RSTMEM_HEAP_RESTRICTED) != 0 ? "restricted" : "mappable",
+                }));
+            return RstmemdCli.ExitOk;
+        }));
+        return command;
+    }
+
+    public static Command Alloc(TextWriter stdout, TextWriter stderr)
+    {
+        Option<string?> socket = SocketOption();
+        Option<bool> json = JsonOption();
+        var useCase = new Option<string?>("--use-case") { Description = "secure-video, trusted-ui or secure-video-record" };
+        var heap = new Option<string?>("--heap") { Description = "a heap name (system, reserved, protected,secure-video, ...)" };
+        var size = new Option<string>("--size") { Description = "bytes: 4096, 4K, 1M, 16MiB", Required = true };
+        var name = new Option<string?>("--name") { Description = "buffer name (at most 31 characters)" };
+        var hold = new Option<double>("--hold") { Description = "keep the buffer this many seconds before closing it" };
+        var command = new Command("alloc", "allocate one buffer and show what the received descriptor reports") { useCase, heap, size, name, hold, socket, json };
+        command.SetAction(result =>
+        {
+            string? u = result.GetValue(useCase);
+            string? h = result.GetValue(heap);
+            if ((u is null) == (h is null))
+            {
+                return RstmemdCli.UsageError(stderr, "alloc: give exactly one of --use-case and --heap");
+            }
+            string sizeText = result.GetValue(size)!;
+            if (!ByteSize.TryParse(sizeText, out long bytes) || bytes <= 0)
+            {
+                return RstmemdCli.UsageError(stderr, $"alloc: --size: '{sizeText}' is not a size; expected {ByteSize.Expected}");
+            }
+            string? bufferName = result.GetValue(name);
+            if (bufferName is not null && System.Text.Encoding.UTF8.GetByteCount(bufferName) > RstmemProtocol.RSTMEM_BUFFER_NAME_LEN - 1)
+            {
+                return RstmemdCli.UsageError(stderr, $"alloc: --name: '{bufferName}' is longer than {RstmemProtocol.RSTMEM_BUFFER_NAME_LEN - 1} bytes");
+            }
+            double seconds = result.GetValue(hold);
+            if (seconds < 0)
+            {
+                return RstmemdCli.UsageError(stderr, $"alloc: --hold: '{seconds}' is negative; expected seconds >= 0");
+            }
+            return WithClient(result.GetValue(socket), "alloc", stderr, client =>
+            {
+                using AllocatedBuffer buffer = client.Allocate(u ?? h!, bytes, u is not null ? AllocTarget.UseCase : AllocTarget.Heap, bufferName);
+                LinuxKernel.Instance.LSeek(buffer.Fd, 0, Interop.Uapi.Fcntl.SEEK_END, out long lseekSize).ThrowIfError("lseek");
+                LinuxKernel.Instance.ReadFdInfoFields(buffer.Fd, out IReadOnlyDictionary<string, string> fdinfo).ThrowIfError("fdinfo");
+                if (result.GetValue(json))
+                {
+                    stdout.WriteLine(JsonSerializer.Serialize(new { id = buffer.Id, size = buffer.Size, heap = buffer.Heap, fd = buffer.Fd.DangerousFd, lseek_size = lseekSize, fdinfo }, Json));
+                }
+                else
+                {
+                    stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"buffer {buffer.Id}: {buffer.Size} bytes from {buffer.Heap}, fd {buffer.Fd.DangerousFd}"));
+                    stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  lseek(fd, 0, SEEK_END) = {lseekSize}"));
+                    foreach (var (key, value) in fdinfo)
+                    {
+                        stdout.WriteLine($"  fdinfo {key}: {value}");
+                    }
+                }
+                stdout.Flush();
+                if (seconds > 0)
+                {
+                    Thread.Sleep(TimeSpan.FromSeconds(seconds));
+                }
+                return RstmemdCli.ExitOk;
+            });
+        });
+        return command;
+    }
+
+    public static Command Stats(TextWriter stdout, TextWriter stderr)
+    {
+        Option<string?> socket = SocketOption();
+        Option<bool> json = JsonOption();
+        var command = new Command("stats", "show the daemon's counters") { socket, json };
+        command.SetAction(result => WithClient(result.GetValue(socket), "stats", stderr, client =>
+        {
+            DaemonStats stats = client.Stats();
+            if (result.GetValue(json))
+            {
+                stdout.WriteLine(JsonSerializer.Serialize(stats, Json));
+                return RstmemdCli.ExitOk;
+            }
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"up {TimeSpan.FromMilliseconds(stats.UptimeMs):c}, {stats.Clients} client(s), {stats.Allocations} allocations, {stats.Failures} failed, {stats.LiveBuffers} buffers ({ByteSize.Format((long)stats.LiveBytes)}) live"));
+            Table(stdout, ["HEAP", "ALLOCS", "FAILED", "LIVE", "LIVE BYTES", "POOL FREE", "LARGEST FREE", "LENDS", "RECLAIMS"],
+                stats.Heaps.Select(h => new[]
+                {
+                    h.Name, N(h.Allocations), N(h.Failures), N(h.LiveBuffers), ByteSize.Format((long)h.LiveBytes),
+                    h.TotalBytes == 0 ? "-" : ByteSize.Format((long)h.FreeBytes), h.TotalBytes == 0 ? "-" : ByteSize.Format((long)h.LargestFreeBytes),
+                    N(h.Lends), N(h.Reclaims),
+                }));
+            return RstmemdCli.ExitOk;
+        }));
+        return command;
+    }
+
+    private static int WithClient(string? socket, string command, TextWriter stderr, Func<RstmemClient, int> action)
+    {
+        try
+        {
+            using RstmemClient client = RstmemClient.Connect(socket);
+            return action(client);
+        }
+        catch (Exception e) when (e is RstmemException or ErrnoException or ProtocolException)
+        {
+            stderr.WriteLine($"rstmemd {command}: {e.Message}");
+            return RstmemdCli.ExitFailure;
+        }
+    }
+
+    private static string N(ulong value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static string Known(HeapInfo heap, ulong bytes) =>
+        (heap.Flags & RstmemProtocol.RSTMEM_HEAP_SIZES_KNOWN) != 0 ? ByteSize.Format((long)bytes) : "-";
+
+    public static string BackendName(uint backend) => backend switch
+    {
+        RstmemProtocol.RSTMEM_BACKEND_MODEL => "reference model",
+        RstmemProtocol.RSTMEM_BACKEND_TEE => "TEE (v4)",
+        RstmemProtocol.RSTMEM_BACKEND_DMA_HEAP => "DMA heaps",
+        _ => $"backend {backend}",
+    };
+
+    public static string GenerationName(uint generation) => generation switch
+    {
+        RstmemProtocol.RSTMEM_GENERATION_V4 => "v4",
+        RstmemProtocol.RSTMEM_GENERATION_V6 => "v6",
+        RstmemProtocol.RSTMEM_GENERATION_MAINLINE => "mainline",
+        _ => "none",
+    };
+
+    private static void Table(TextWriter stdout, string[] headers, IEnumerable<string[]> rows)
+    {
+        var all = new List<string[]> { headers };
+        all.AddRange(rows);
+        int[] widths = headers.Select((_, i) => all.Max(r => r[i].Length)).ToArray();
+        foreach (string[] row in all)
+        {
+            stdout.WriteLine(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd());
+        }
+    }
+}

@@ -1,0 +1,249 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Rstmem.Daemon.Protocol;
+using Rstmem.Interop;
+using Rstmem.Interop.Uapi;
+using static Rstmem.Daemon.Protocol.RstmemProtocol;
+
+namespace Rstmem.Daemon.Client;
+
+/// <summary>The daemon refused a request (status.error) or broke the protocol.</summary>
+public sealed class RstmemException : Exception
+{
+    public RstmemException(Errno errno, string message) : base(message) { Errno = errno; }
+
+    public RstmemException() { }
+
+    public RstmemException(string message) : base(message) { }
+
+    public RstmemException(string message, Exception innerException) : base(message, innerException) { }
+
+    public Errno Errno { get; }
+}
+
+public sealed record ServerInfo(ushort Version, uint Capabilities, uint Backend, uint Generation, uint PageSize, uint HeapCount, string Server);
+
+public sealed record HeapInfo(string Name, string UseCase, uint Backend, uint Generation, uint PageSize, uint Flags, ulong TotalBytes, ulong FreeBytes, ulong MaxAllocBytes);
+
+public sealed record HeapStats(string Name, ulong Allocations, ulong Failures, ulong LiveBuffers, ulong LiveBytes, ulong TotalBytes, ulong FreeBytes, ulong LargestFreeBytes, ulong Lends, ulong Reclaims);
+
+public sealed record DaemonStats(ulong UptimeMs, ulong Allocations, ulong Failures, ulong LiveBuffers, ulong LiveBytes, uint Clients, IReadOnlyList<HeapStats> Heaps);
+
+/// <summary>A buffer from the daemon. The caller owns <see cref="Fd"/>; the memory returns when the last copy of it anywhere is closed.</summary>
+public sealed record AllocatedBuffer(ulong Id, long Size, string Heap, SafeFd Fd) : IDisposable
+{
+    public void Dispose() => Fd.Dispose();
+}
+
+/// <summary>How an ALLOC target is read.</summary>
+public enum AllocTarget
+{
+    /// <summary>A use case if one has that name, else a heap.</summary>
+    Any = 0,
+    UseCase = (int)RSTMEM_ALLOC_BY_USE_CASE,
+    Heap = (int)RSTMEM_ALLOC_BY_HEAP,
+}
+
+/// <summary>
+/// A connection to rstmemd (docs/protocol.md). Requests are serialised by a
+/// lock, so one client may be shared by threads. Every received descriptor is
+/// owned by exactly one object: the returned buffer, or closed at once when a
+/// reply is refused.
+/// </summary>
+public sealed class RstmemClient : IDisposable
+{
+    private readonly SafeFd socket;
+    private readonly Lock gate = new();
+    private readonly byte[] buffer = new byte[RSTMEM_MAX_PACKET + 1];
+    private uint nextRequest;
+
+    private RstmemClient(SafeFd socket, string path)
+    {
+        this.socket = socket;
+        SocketPath = path;
+    }
+
+    public string SocketPath { get; }
+
+    public ServerInfo Server { get; private set; } = null!;
+
+    /// <summary>RSTMEMD_SOCKET, else /run/rstmemd/rstmemd.sock for root, else $XDG_RUNTIME_DIR/rstmemd.sock.</summary>
+    public static string DefaultSocketPath()
+    {
+        string? fromEnvironment = Environment.GetEnvironmentVariable(RSTMEM_SOCKET_ENV);
+        if (!string.IsNullOrEmpty(fromEnvironment))
+        {
+            return fromEnvironment;
+        }
+        if (Sys.GetEffectiveUserId() == 0)
+        {
+            return RSTMEM_DEFAULT_SOCKET;
+        }
+        string? runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
+        return string.IsNullOrEmpty(runtime) ? RSTMEM_DEFAULT_SOCKET : Path.Combine(runtime, "rstmemd.sock");
+    }
+
+    /// <summary>Connects and negotiates the version (HELLO).</summary>
+    public static RstmemClient Connect(string? path = null)
+    {
+        path ??= DefaultSocketPath();
+        Sys.TrySocket(Sockets.AF_UNIX, Sockets.SOCK_SEQPACKET, 0, out SafeFd socket).ThrowIfError("socket");
+        Errno errno = Sys.TryConnectUnix(socket, path);
+        if (errno != Errno.None)
+        {
+            socket.Dispose();
+            throw new RstmemException(errno, $"cannot connect to rstmemd at {path}: {errno.Describe()}; is the daemon running? (--socket or {RSTMEM_SOCKET_ENV} name another path)");
+        }
+        var client = new RstmemClient(socket, path);
+        try
+        {
+            client.Hello();
+            return client;
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+    }
+
+    private void Hello()
+    {
+        byte[] reply = Request(RSTMEM_OP_HELLO, Wire.Bytes(new rstmem_hello_request { min_version = RSTMEM_PROTOCOL_MIN_VERSION, max_version = RSTMEM_PROTOCOL_VERSION }), out _);
+        var hello = Read<rstmem_hello_reply>(reply, 0);
+        string server;
+        unsafe
+        {
+            server = Wire.ReadString(Wire.Field(hello.server, RSTMEM_SERVER_NAME_LEN), "server name");
+        }
+        if (hello.version is < RSTMEM_PROTOCOL_MIN_VERSION or > RSTMEM_PROTOCOL_VERSION)
+        {
+            throw new RstmemException(Errno.EPROTONOSUPPORT, $"the daemon chose protocol version {hello.version}, which this client does not speak");
+        }
+        Server = new ServerInfo(hello.version, hello.capabilities, hello.backend, hello.generation, hello.page_size, hello.heap_count, server);
+    }
+
+    public IReadOnlyList<HeapInfo> ListHeaps()
+    {
+        byte[] reply = Request(RSTMEM_OP_LIST_HEAPS, [], out _);
+        var list = Read<rstmem_heap_list>(reply, 0);
+        var heaps = new List<HeapInfo>();
+        for (int i = 0; i < list.count; i++)
+        {
+            var info = Read<rstmem_heap_info>(reply, Unsafe.SizeOf<rstmem_heap_list>() + (i * (int)list.entry_size));
+            unsafe
+            {
+                heaps.Add(new HeapInfo(
+                    Wire.ReadString(Wire.Field(info.name, RSTMEM_HEAP_NAME_LEN), "heap name"),
+                    Wire.ReadString(Wire.Field(info.use_case, RSTMEM_USE_CASE_LEN), "use case"),
+                    info.backend, info.generation, info.page_size, info.flags, info.total_bytes, info.free_bytes, info.max_alloc_bytes));
+            }
+        }
+        return heaps;
+    }
+
+    /// <summary>Allocates from a use case or heap; the buffer's descriptor is the caller's.</summary>
+    public AllocatedBuffer Allocate(string target, long size, AllocTarget kind = AllocTarget.Any, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        var request = new rstmem_alloc_request { size = (ulong)size, flags = (uint)kind };
+        unsafe
+        {
+            Wire.WriteString(Wire.Field(request.target, RSTMEM_HEAP_NAME_LEN), target, "target");
+            Wire.WriteString(Wire.Field(request.name, RSTMEM_BUFFER_NAME_LEN), name ?? "", "buffer name");
+        }
+        byte[] reply = Request(RSTMEM_OP_ALLOC, Wire.Bytes(request), out SafeFd? fd);
+        var allocated = Read<rstmem_alloc_reply>(reply, 0);
+        string heap;
+        unsafe
+        {
+            heap = Wire.ReadString(Wire.Field(allocated.heap, RSTMEM_HEAP_NAME_LEN), "heap");
+        }
+        return new AllocatedBuffer(allocated.buffer_id, (long)allocated.size, heap, fd!);
+    }
+
+    /// <summary>Ends the daemon's record of a buffer; true when its memory was already released.</summary>
+    public bool Free(ulong bufferId)
+    {
+        byte[] reply = Request(RSTMEM_OP_FREE, Wire.Bytes(new rstmem_free_request { buffer_id = bufferId }), out _);
+        return Read<rstmem_free_reply>(reply, 0).released != 0;
+    }
+
+    public DaemonStats Stats()
+    {
+        byte[] reply = Request(RSTMEM_OP_STATS, [], out _);
+        var stats = Read<rstmem_stats_reply>(reply, 0);
+        var heaps = new List<HeapStats>();
+        for (int i = 0; i < stats.count; i++)
+        {
+            var entry = Read<rstmem_heap_stats>(reply, Unsafe.SizeOf<rstmem_stats_reply>() + (i * (int)stats.entry_size));
+            unsafe
+            {
+                heaps.Add(new HeapStats(Wire.ReadString(Wire.Field(entry.name, RSTMEM_HEAP_NAME_LEN), "heap name"),
+                    entry.allocations, entry.failures, entry.live_buffers, entry.live_bytes, entry.total_bytes, entry.free_bytes,
+                    entry.largest_free_bytes, entry.lends, entry.reclaims));
+            }
+        }
+        return new DaemonStats(stats.uptime_ms, stats.allocations, stats.failures, stats.live_buffers, stats.live_bytes, stats.clients, heaps);
+    }
+
+    /// <summary>Sends one request and returns the reply's payload after the status; throws on an error status.</summary>
+    private byte[] Request(ushort opcode, byte[] payload, out SafeFd? fd)
+    {
+        lock (gate)
+        {
+            fd = null;
+            uint id = ++nextRequest;
+            byte[] packet = new byte[RSTMEM_MAX_PACKET];
+            int length = Wire.Build(packet, opcode, id, Server?.Version ?? RSTMEM_PROTOCOL_VERSION, payload);
+            Sys.TrySendMessage(socket, packet.AsSpan(0, length), [], 0, out _).ThrowIfError("sendmsg", SocketPath);
+
+            Sys.TryReceiveMessage(socket, buffer, 1, 0, out ReceivedMessage message).ThrowIfError("recvmsg", SocketPath);
+            try
+            {
+                if (message.Length == 0)
+                {
+                    throw new RstmemException(Errno.ECONNRESET, $"rstmemd at {SocketPath} closed the connection");
+                }
+                if (message.PayloadTruncated || message.ControlTruncated)
+                {
+                    throw new RstmemException(Errno.EBADMSG, "the reply was truncated");
+                }
+                ReadOnlySpan<byte> reply = buffer.AsSpan(0, message.Length);
+                rstmem_header header = Wire.ReadHeader(reply);
+                if (header.opcode != (opcode | RSTMEM_REPLY) || header.request_id != id)
+                {
+                    throw new RstmemException(Errno.EBADMSG, $"reply opcode 0x{header.opcode:x} id {header.request_id} does not answer request 0x{opcode:x} id {id}");
+                }
+                var status = Read<rstmem_status>(reply[Wire.HeaderSize..], 0, "status");
+                if (status.error != 0)
+                {
+                    int textLength = (int)Math.Min(status.message_length, (uint)(reply.Length - Wire.HeaderSize - Wire.StatusSize));
+                    string text = System.Text.Encoding.UTF8.GetString(reply.Slice(Wire.HeaderSize + Wire.StatusSize, textLength));
+                    throw new RstmemException((Errno)status.error, text.Length > 0 ? text : ((Errno)status.error).Describe());
+                }
+                int expectedFds = opcode == RSTMEM_OP_ALLOC ? 1 : 0;
+                if (message.Fds.Length != expectedFds)
+                {
+                    throw new RstmemException(Errno.EBADMSG, $"the reply carried {message.Fds.Length} descriptors; expected {expectedFds}");
+                }
+                fd = expectedFds == 1 ? message.Fds[0] : null;
+                return reply[(Wire.HeaderSize + Wire.StatusSize)..].ToArray();
+            }
+            catch
+            {
+                message.CloseFds();
+                fd = null;
+                throw;
+            }
+        }
+    }
+
+    private static T Read<T>(ReadOnlySpan<byte> bytes, int offset, string what = "reply") where T : unmanaged =>
+        bytes.Length >= offset + Unsafe.SizeOf<T>()
+            ? MemoryMarshal.Read<T>(bytes[offset..])
+            : throw new RstmemException(Errno.EBADMSG, $"{what} is {bytes.Length - offset} bytes; expected {Unsafe.SizeOf<T>()}");
+
+    public void Dispose() => socket.Dispose();
+}
