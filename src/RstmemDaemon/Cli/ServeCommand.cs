@@ -69,7 +69,8 @@ internal static class ServeCommand
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or InvalidDataException)
         {
-            stderr.WriteLine($"rstmemd serve: invalid configuration: {(e.InnerException ?? e).Message}");
+            // The binder's own message names the key, the value and the type it wanted.
+            stderr.WriteLine($"rstmemd serve: invalid configuration: {e.Message}");
             return null;
         }
         IReadOnlyList<string> problems = options.Validate();

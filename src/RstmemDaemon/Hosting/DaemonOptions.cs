@@ -55,7 +55,7 @@ public sealed class DaemonOptions
         var problems = new List<string>();
         if (!Backends.Contains(Backend))
         {
-            problems.Add($"Backend: '{Backend}' is not a backend; expected {string.Join(", ", Backends)}");
+            problems.Add($"Backend: '{Backend}' is not a backend; expected auto, model, tee or dma-heap");
         }
         if (Socket.Length > 0 && (!Socket.StartsWith('/') || System.Text.Encoding.UTF8.GetByteCount(Socket) > 107))
         {

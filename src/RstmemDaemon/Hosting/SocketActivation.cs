@@ -9,7 +9,8 @@ namespace Rstmem.Daemon.Hosting;
 /// systemd socket activation (sd_listen_fds): LISTEN_PID must name this
 /// process and LISTEN_FDS must be exactly "1" — the one SOCK_SEQPACKET socket
 /// of rstmemd.socket at descriptor 3. Anything malformed fails closed; the
-/// variables are removed once read, and the descriptor gets FD_CLOEXEC.
+/// variables are removed once read, and the descriptor gets FD_CLOEXEC and
+/// O_NONBLOCK.
 /// </summary>
 public static class SocketActivation
 {
@@ -43,6 +44,8 @@ public static class SocketActivation
             SafeFd fd = SafeFd.DangerousAdopt(FirstDescriptor);
             Check(fd);
             Sys.TryFcntl(fd, Fcntl.F_SETFD, Fcntl.FD_CLOEXEC, out _).ThrowIfError("fcntl(F_SETFD)", "3");
+            // systemd passes a blocking socket; the broker accepts until EAGAIN, which needs O_NONBLOCK.
+            Sys.TryFcntl(fd, Fcntl.F_SETFL, Sys.GetStatusFlags(fd) | Fcntl.O_NONBLOCK, out _).ThrowIfError("fcntl(F_SETFL)", "3");
             return fd;
         }
         finally
