@@ -64,7 +64,10 @@ public sealed class ReleaseWatcher : IDisposable
         string path = "/proc/self/fd/" + fd.DangerousFd.ToString(CultureInfo.InvariantCulture);
         lock (gate)
         {
-            Errno errno = Sys.TryInotifyAddWatch(inotify, path, Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE, out int watch);
+            // A memfd watch asks only for IN_DELETE_SELF: it stays silent until the inode goes
+            // (then IN_DELETE_SELF and IN_IGNORED), instead of an event for every close.
+            uint mask = closeMeansRelease ? Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE : Inotify.IN_DELETE_SELF;
+            Errno errno = Sys.TryInotifyAddWatch(inotify, path, mask, out int watch);
             if (errno == Errno.None)
             {
                 if (pending.ContainsKey(watch))
@@ -108,11 +111,11 @@ public sealed class ReleaseWatcher : IDisposable
                         Overflows++;
                         continue;
                     }
-                    bool evicted = (e.mask & Inotify.IN_IGNORED) != 0;
+                    bool evicted = (e.mask & (Inotify.IN_IGNORED | Inotify.IN_DELETE_SELF)) != 0;
                     bool closed = (e.mask & Inotify.IN_CLOSE) != 0;
                     if ((evicted || (closed && closeMeansRelease)) && pending.Remove(e.wd, out Action? callback))
                     {
-                        if (!evicted)
+                        if ((e.mask & Inotify.IN_IGNORED) == 0)
                         {
                             // Drop the watch now; its IN_IGNORED will find nothing pending.
                             Sys.TryInotifyRmWatch(inotify, e.wd);

@@ -49,7 +49,9 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
         Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter)
             .ThrowIfError("socketpair");
-        // Keeps the inotify queue short when nobody calls in, so releases are never lost to IN_Q_OVERFLOW.
+        // Keeps the inotify queue short when nobody calls in, so releases are never lost to
+        // IN_Q_OVERFLOW. It drains on a timer rather than on every event: every observer drains
+        // before it looks anyway, and a wake-up per released buffer would cost a context switch.
         drainer = new Thread(DrainLoop) { IsBackground = true, Name = "rstmem-model-releases" };
         drainer.Start();
     }
@@ -550,14 +552,15 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     private void AddHeap(ModelHeap heap) => heaps[heap.Name] = heap;
 
+    private const int DrainIntervalMilliseconds = 100;
+
     private void DrainLoop()
     {
-        Span<pollfd> fds = stackalloc pollfd[2];
+        Span<pollfd> fds = stackalloc pollfd[1];
         while (!disposed)
         {
-            fds[0] = new pollfd { fd = releases.Descriptor.DangerousFd, events = Poll.POLLIN };
-            fds[1] = new pollfd { fd = wakeReader.DangerousFd, events = Poll.POLLIN };
-            Sys.TryPoll(fds, -1, out _);
+            fds[0] = new pollfd { fd = wakeReader.DangerousFd, events = Poll.POLLIN };
+            Sys.TryPoll(fds, DrainIntervalMilliseconds, out _);
             if (disposed)
             {
                 return;

@@ -66,7 +66,8 @@ public sealed class BrokerTests
         using RstmemClient client = RstmemClient.Connect(broker.SocketPath);
         long free = broker.Model.PoolCounters("secure-video").FreeBytes;
         AllocatedBuffer buffer = client.Allocate("secure-video", 1 << 20);
-        Assert.Equal("1", broker.Model.FdInfo(buffer.Fd)["count"]); // ours is the only descriptor
+        // The daemon closes its copy right after sendmsg: ours becomes the only descriptor.
+        WaitFor(() => broker.Model.FdInfo(buffer.Fd)["count"], count => count == "1");
         Assert.Equal(1ul, client.Stats().LiveBuffers);
 
         Assert.False(client.Free(buffer.Id)); // still held: not released
