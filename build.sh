@@ -59,6 +59,10 @@ build() {
   log "cmake build (src/Native)"
   cmake -S "$ROOT/src/Native" -B "$NATIVE_BUILD_DIR" -DCMAKE_BUILD_TYPE="$CONFIGURATION" >/dev/null
   cmake --build "$NATIVE_BUILD_DIR" --parallel "$(nproc)"
+  # A launcher for the client commands: build/bin/rstmemd heaps, alloc, stats, ...
+  mkdir -p "$ROOT/build/bin"
+  printf '#!/bin/sh\nexec dotnet "%s" "$@"\n' "$DAEMON_DLL" > "$ROOT/build/bin/rstmemd"
+  chmod +x "$ROOT/build/bin/rstmemd"
 }
 
 run_tests() {
