@@ -128,17 +128,5 @@ public sealed class ReleaseWatcher : IDisposable
         }
     }
 
-    /// <summary>Waits up to <paramref name="timeoutMilliseconds"/> for events, then drains.</summary>
-    public int WaitAndDrain(int timeoutMilliseconds)
-    {
-        Span<pollfd> fds = [new pollfd { fd = inotify.DangerousFd, events = Poll.POLLIN }];
-        Errno errno = Sys.TryPoll(fds, timeoutMilliseconds, out _);
-        if (errno != Errno.None && errno != Errno.EINTR)
-        {
-            errno.ThrowIfError("poll(inotify)");
-        }
-        return Drain();
-    }
-
     public void Dispose() => inotify.Dispose();
 }

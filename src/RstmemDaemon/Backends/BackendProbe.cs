@@ -72,13 +72,13 @@ public static class BackendProbe
             case "model":
                 return ForModel(model(), notes, "--backend model");
             case "tee":
-                return ProbeTee(real, notes) ?? throw new StartupException(
+                return WithExtras(ProbeTee(real, notes), real, extraHeaps, aliases, notes) ?? throw new StartupException(
                     "--backend tee: no TEE device speaks TEE_IOC_RSTMEM_ALLOC (the v4 series): " + string.Join("; ", notes));
             case "dma-heap":
                 return ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes) ?? throw new StartupException(
                     "--backend dma-heap: no protected,*, restricted,* or configured heap under /dev/dma_heap: " + string.Join("; ", notes));
             case "auto":
-                return ProbeTee(real, notes)
+                return WithExtras(ProbeTee(real, notes), real, extraHeaps, aliases, notes)
                     ?? ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes)
                     ?? ForModel(model(), notes, "no restricted-memory interface found on this kernel");
             default:
@@ -90,13 +90,20 @@ public static class BackendProbe
     {
         notes.Add(why);
         BackendSelection? selection = model.Generation == KernelGeneration.V4
-            ? ProbeTee(model, notes, BackendKind.Model)
+            ? WithExtras(ProbeTee(model, notes, BackendKind.Model), model, model.ListDirectory(ModelKernel.HeapDirectory), new Dictionary<string, string>(), notes)
             : ProbeHeaps(model, BackendKind.Model, model.ListDirectory(ModelKernel.HeapDirectory), new Dictionary<string, string>(), notes);
         if (selection is null)
         {
             throw new StartupException("the reference model offers no heap: " + string.Join("; ", notes));
         }
         selection.Reason = why;
+        return selection;
+    }
+
+    /// <summary>A v4 selection also offers the heap nodes configured (the model: all of its plain heaps).</summary>
+    private static BackendSelection? WithExtras(BackendSelection? selection, IKernel kernel, IReadOnlyCollection<string> extraHeaps, IReadOnlyDictionary<string, string> aliases, List<string> notes)
+    {
+        selection?.Heaps.Refresh(kernel, extraHeaps, aliases, notes);
         return selection;
     }
 

@@ -57,6 +57,11 @@ public sealed class HeapCatalog : IDisposable
             {
                 continue;
             }
+            if (System.Text.Encoding.UTF8.GetByteCount(name) >= Protocol.RstmemProtocol.RSTMEM_HEAP_NAME_LEN)
+            {
+                notes?.Add($"/dev/dma_heap/{name}: skipped: the protocol carries heap names of at most {Protocol.RstmemProtocol.RSTMEM_HEAP_NAME_LEN - 1} bytes");
+                continue;
+            }
             UseCase? useCase = null;
             bool restricted = false;
             KernelGeneration? heapGeneration = null;

@@ -10,7 +10,9 @@ namespace Rstmem.Daemon.Broker;
 /// The broker: one thread, one poll(2) loop over the listening socket, every
 /// client and the release watcher. Sockets are non-blocking; a reply the
 /// client's socket cannot take now waits in that client's queue (with its
-/// descriptor) until POLLOUT, so a stalled client delays nobody. Each client
+/// descriptor) until POLLOUT, so a stalled client delays nobody; while a
+/// client has replies waiting, nothing more is read from it, so a client that
+/// sends without reading fills its own socket, not the daemon's memory. Each client
 /// gets at most <see cref="PacketsPerTurn"/> requests handled per turn, so a
 /// flooding client cannot starve the rest. Requests are handled where they
 /// are read: no hand-off between threads on the allocation path.
@@ -33,6 +35,7 @@ public sealed class BrokerServer : IDisposable
     private readonly Func<bool>? heapDirectoryChanged;
     private readonly Action refreshHeaps;
     private long nextConnectionId;
+    private int queuedReplies;
     private volatile bool stopRequested;
 
     /// <param name="heapDirectoryChanged">For real heap nodes: drains a watch on /dev/dma_heap and says whether anything changed.</param>
@@ -100,7 +103,9 @@ public sealed class BrokerServer : IDisposable
             int fixedCount = fds.Count;
             foreach (Connection client in clients.Values)
             {
-                short events = (short)((deadline is null && !client.CloseAfterReplies ? Poll.POLLIN : 0) | (client.Outgoing.Count > 0 ? Poll.POLLOUT : 0));
+                // Backpressure: read a client's next request only once its replies are out.
+                bool readable = deadline is null && !client.CloseAfterReplies && client.Outgoing.Count == 0;
+                short events = (short)((readable ? Poll.POLLIN : 0) | (client.Outgoing.Count > 0 ? Poll.POLLOUT : 0));
                 fds.Add(new pollfd { fd = client.Socket.DangerousFd, events = events });
                 order.Add(client);
             }
@@ -135,7 +140,7 @@ public sealed class BrokerServer : IDisposable
             {
                 if (span[i].revents != 0)
                 {
-                    Service(order[i]!, span[i].revents);
+                    ServiceGuarded(order[i]!, span[i].revents);
                 }
             }
         }
@@ -190,6 +195,23 @@ public sealed class BrokerServer : IDisposable
         }
     }
 
+    /// <summary>Replies waiting in clients' queues (for tests and diagnostics).</summary>
+    public int QueuedReplies => Volatile.Read(ref queuedReplies);
+
+    // One request that fails in an unforeseen way costs its client the connection, not everyone the daemon.
+    private void ServiceGuarded(Connection client, short revents)
+    {
+        try
+        {
+            Service(client, revents);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            logger.LogError(e, "dropping client uid {Uid} pid {Pid}: handling its request failed: {Message}", client.Uid, client.Pid, e.Message);
+            Drop(client, e.Message);
+        }
+    }
+
     private void Service(Connection client, short revents)
     {
         if ((revents & Poll.POLLIN) != 0)
@@ -222,9 +244,14 @@ public sealed class BrokerServer : IDisposable
                     reply = dispatcher.Handle(client, receiveBuffer.AsSpan(0, message.Length));
                 }
                 client.Outgoing.Enqueue(reply);
+                Interlocked.Increment(ref queuedReplies);
                 if (!Flush(client))
                 {
                     return;
+                }
+                if (client.Outgoing.Count > 0)
+                {
+                    break; // the client is not reading: stop taking its requests
                 }
             }
         }
@@ -254,6 +281,7 @@ public sealed class BrokerServer : IDisposable
                 return true; // POLLOUT will bring us back
             }
             client.Outgoing.Dequeue();
+            Interlocked.Decrement(ref queuedReplies);
             // The daemon's copy is closed right after sending (or failing to).
             reply.Fd?.Dispose();
             if (errno != Errno.None)
@@ -282,6 +310,7 @@ public sealed class BrokerServer : IDisposable
         }
         ledger.User(client.Uid).Connections--;
         ledger.ConnectionClosed(client.Id);
+        Interlocked.Add(ref queuedReplies, -client.Outgoing.Count);
         client.Dispose();
     }
 

@@ -156,10 +156,7 @@ internal static class ServeCommand
     /// <summary>Rescans heap nodes (module loads, removals) and logs what changed.</summary>
     private static Action Refresher(BackendSelection selection, List<string> extraHeaps, Dictionary<string, string> aliases, Microsoft.Extensions.Logging.ILogger log)
     {
-        if (selection.Generation == KernelGeneration.V4)
-        {
-            return () => { };
-        }
+        // v4 use cases come from the TEE and do not change; heap nodes next to them may.
         return () =>
         {
             var notes = new List<string>();

@@ -110,8 +110,6 @@ public sealed class DaemonOptions
     public long MaxBytesPerUserValue => ByteSize.Parse(Limits.MaxBytesPerUser, "Limits:MaxBytesPerUser");
 
     public uint SocketModeValue => TryParseMode(SocketMode, out uint mode) ? mode : throw new FormatException(SocketMode);
-
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"backend {Backend}, socket {Socket}");
 }
 
 /// <summary>/etc/group lookups (the daemon needs only name → gid).</summary>

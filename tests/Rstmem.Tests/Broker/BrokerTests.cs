@@ -45,6 +45,27 @@ public sealed class BrokerTests
     }
 
     [Fact]
+    public void A_v4_model_offers_its_plain_heaps_beside_the_use_cases()
+    {
+        using var broker = new BrokerFixture("v4");
+        using RstmemClient client = RstmemClient.Connect(broker.SocketPath);
+        using AllocatedBuffer buffer = client.Allocate("system", 5000, AllocTarget.Heap);
+        Assert.Equal(8192, buffer.Size);
+        Assert.Contains(client.ListHeaps(), h => h.Name == "reserved");
+    }
+
+    [Fact]
+    public void A_heap_whose_name_the_protocol_cannot_carry_is_skipped_not_fatal()
+    {
+        string longName = "vendor_" + new string('x', 70);
+        using var broker = new BrokerFixture("mainline", configure: o => o.CmaHeapName = longName);
+        Assert.Contains(broker.Selection.Notes, n => n.Contains("skipped: the protocol carries heap names of at most 63 bytes", StringComparison.Ordinal));
+        using RstmemClient client = RstmemClient.Connect(broker.SocketPath);
+        Assert.DoesNotContain(client.ListHeaps(), h => h.Name.StartsWith("vendor_", StringComparison.Ordinal));
+        using AllocatedBuffer buffer = client.Allocate("secure-video", 4096);
+    }
+
+    [Fact]
     public void Sizes_are_page_rounded_and_buffers_named_after_the_client()
     {
         using var broker = new BrokerFixture();
@@ -239,6 +260,28 @@ public sealed class BrokerTests
         }
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "the other client was served");
         Assert.Equal(2u, other.Stats().Clients);
+    }
+
+    [Fact]
+    public void A_client_that_sends_without_reading_fills_its_own_socket_not_the_daemons_memory()
+    {
+        using var broker = new BrokerFixture();
+        using var stalled = new RawClient(broker.SocketPath);
+        int sent = 0;
+        for (uint i = 0; i < 50_000; i++, sent++)
+        {
+            if (Interop.Sys.TrySendMessage(stalled.Socket, RawClient.Packet(RSTMEM_OP_STATS, i, []), [], Sockets.MSG_DONTWAIT, out _) != Errno.None)
+            {
+                // The daemon stopped reading: the client's own queue is full.
+                Thread.Sleep(200);
+                if (Interop.Sys.TrySendMessage(stalled.Socket, RawClient.Packet(RSTMEM_OP_STATS, i, []), [], Sockets.MSG_DONTWAIT, out _) != Errno.None)
+                {
+                    break;
+                }
+            }
+        }
+        Assert.True(sent < 50_000, "the daemon kept reading from a client that does not read");
+        Assert.InRange(broker.Server.QueuedReplies, 0, 1);
     }
 
     [Fact]
