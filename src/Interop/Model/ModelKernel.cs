@@ -87,6 +87,9 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     internal bool HasRstmemPools => useCaseHeaps.Count > 0;
 
+    /// <summary>The kernel's PAGE_ALIGN on a u64: rounds up, and wraps to 0 within a page of 2^64.</summary>
+    internal ulong PageAlign(ulong length) => unchecked((length + (ulong)PageSize - 1) & ~((ulong)PageSize - 1));
+
     // ---- the kernel surface ----------------------------------------------
 
     public Errno Open(string path, int flags, out SafeFd fd)
@@ -333,7 +336,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// <summary>A tee_shm descriptor: from SHM_ALLOC (<paramref name="registered"/> null) or SHM_REGISTER_FD.</summary>
     internal Errno CreateTeeShm(ModelTeeDevice device, long size, ModelDmaBuf? registered, out int id, out long rounded, out int fd)
     {
-        rounded = (size + PageSize - 1) / PageSize * PageSize;
+        rounded = (long)PageAlign((ulong)size);
         id = device.Ids.Allocate();
         registered?.AddReference();
         var shm = new TeeShmFile(device.Ids, id, rounded, registered);

@@ -75,8 +75,7 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
             return Errno.EINVAL;
         }
         // PAGE_ALIGN wraps to 0 for lengths within a page of 2^64.
-        ulong page = (ulong)kernel.PageSize;
-        ulong aligned = unchecked((request.len + page - 1) & ~(page - 1));
+        ulong aligned = kernel.PageAlign(request.len);
         if (aligned == 0)
         {
             return Errno.EINVAL;

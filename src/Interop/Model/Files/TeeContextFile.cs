@@ -178,8 +178,7 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
         {
             return Errno.EINVAL;
         }
-        ulong page = (ulong)kernel.PageSize;
-        ulong rounded = unchecked((data.size + page - 1) & ~(page - 1));
+        ulong rounded = kernel.PageAlign(data.size);
         if (data.size == 0 || rounded == 0 || rounded > long.MaxValue)
         {
             return Errno.ENOMEM; // gen_pool_alloc of nothing, or of more than can exist
