@@ -112,7 +112,7 @@ public static class BackendProbe
     {
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(notes);
-        foreach (string name in kernel.ListDirectory("/dev").Where(IsTeeNode))
+        foreach (string name in kernel.ListDirectory("/dev").Where(TeeProbe.IsTeeNode))
         {
             string path = $"/dev/{name}";
             Errno errno = kernel.Open(path, Fcntl.O_RDWR, out SafeFd tee);
@@ -132,21 +132,7 @@ public static class BackendProbe
                 tee.Dispose();
                 continue;
             }
-            var useCases = new List<UseCase>();
-            foreach (UseCase useCase in UseCase.All)
-            {
-                // size 0: v4 fails in the pool with ENOMEM after its checks, allocating nothing.
-                var probe = new tee_ioctl_rstmem_alloc_data { size = 0, use_case = useCase.Id };
-                errno = kernel.Ioctl(tee, Tee.TEE_IOC_RSTMEM_ALLOC, ref probe, out int fd);
-                if (errno == Errno.None)
-                {
-                    SafeFd.DangerousAdopt(fd).Dispose(); // a kernel that allocated nothing anyway
-                }
-                if (errno is Errno.ENOMEM or Errno.None)
-                {
-                    useCases.Add(useCase);
-                }
-            }
+            IReadOnlyList<UseCase> useCases = TeeProbe.V4UseCases(kernel, tee, version);
             if (useCases.Count == 0)
             {
                 notes.Add($"{path}: gen_caps bit 4 is set but TEE_IOC_RSTMEM_ALLOC answers like an unknown request: not v4");
@@ -180,7 +166,4 @@ public static class BackendProbe
         }
         return new BackendSelection(kernel, kind, generation, notes, catalog);
     }
-
-    private static bool IsTeeNode(string name) =>
-        name.StartsWith("tee", StringComparison.Ordinal) && name.Length > 3 && name[3..].All(char.IsAsciiDigit);
 }
