@@ -70,15 +70,26 @@ run_tests() {
   log_file=$(mktemp)
   log "xunit"
   dotnet test "$ROOT/rstmemd.sln" -c "$CONFIGURATION" --no-build -nologo 2>&1 | tee "$log_file" || status=1
+  # The conformance suite is the model's acceptance test: every generation, as the CLI runs it.
+  local generation
+  mkdir -p "$ROOT/build/conformance"
+  for generation in v4 v6 mainline; do
+    log "conformance --model --generation $generation (TAP: build/conformance/model-$generation.tap)"
+    dotnet "$DAEMON_DLL" conformance --model --generation "$generation" --format tap \
+      --output "$ROOT/build/conformance/model-$generation.tap" 2>/dev/null | tail -n 1 | tee -a "$log_file" || status=1
+  done
   log "ctest (src/Native)"
   ctest --test-dir "$NATIVE_BUILD_DIR" --output-on-failure 2>&1 | tee -a "$log_file" || status=1
 
-  # One plain summary line over both runners (dotnet test's "Failed: 0, Passed: 45, Skipped: 0"
-  # and ctest's "100% tests passed, 0 tests failed out of 3").
+  # One plain summary line over all runners (dotnet test's "Failed: 0, Passed: 45, Skipped: 0",
+  # conformance's "251 passed, 0 failed, 15 skipped (...)" and ctest's "100% tests passed, 0 tests failed out of 3").
   local summary
   summary=$(awk '
     match($0, /Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+/) {
       n = split(substr($0, RSTART, RLENGTH), f, /[^0-9]+/); failed += f[2]; passed += f[3]; skipped += f[4]
+    }
+    /^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped \(/ {
+      passed += $1; failed += $3; skipped += $5
     }
     /tests passed, [0-9]+ tests failed out of [0-9]+/ {
       failed += $(NF-5); passed += $NF - $(NF-5)
