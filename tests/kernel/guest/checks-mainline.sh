@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# In the mainline (7.x) guest: upstream drivers/tee/tee_heap.c over our test
+# TEE backend serves /dev/dma_heap/protected,* and /dev/tee0.
+#  1. rstmemd conformance on everything found (TAP section for the host);
+#  2. rstmemd serve --backend auto detects the mainline generation and brokers
+#     real protected dma-bufs (page-rounded, exp_name tee, release at last close);
+#  3. the C library imports a brokered buffer into a TEE context with the real
+#     TEE_IOC_SHM_REGISTER_FD (examples/rstmem-alloc), and its tests run against the daemon.
+. "$(dirname "$(readlink -f "$0")")/lib.sh"
+
+check "/dev/tee0 exists" test -c /dev/tee0
+for heap in protected,secure-video protected,trusted-ui protected,secure-video-record system; do
+  check "/dev/dma_heap/$heap exists" test -c "/dev/dma_heap/$heap"
+done
+
+"${RSTMEMD[@]}" conformance --format tap > /tmp/conformance.tap 2> /tmp/conformance.err
+status=$?
+section conformance-tap < /tmp/conformance.tap
+[ "$status" -eq 0 ] && pass "rstmemd conformance: every suite on every device found" \
+  || { fail "rstmemd conformance exit $status"; cat /tmp/conformance.err; }
+
+start_daemon --backend auto || exit "$FAILED"
+heaps=$("${RSTMEMD[@]}" heaps --socket "$SOCKET" --json)
+printf '%s\n' "$heaps" | section heaps-json
+grep -q 'serving .*generation mainline\|generation mainline' /tmp/rstmemd.log && pass "serve --backend auto detected the mainline generation" \
+  || fail "serve --backend auto did not announce generation mainline: $(head -n 2 /tmp/rstmemd.log)"
+for useCase in secure-video trusted-ui secure-video-record; do
+  out=$("${RSTMEMD[@]}" alloc --socket "$SOCKET" --use-case "$useCase" --size 5000 --json)
+  printf '%s\n' "$out" | section "alloc-$useCase"
+  [ "$(json_field "$out" lseek_size)" = 8192 ] && pass "$useCase: 5000 bytes arrive as an 8192-byte protected dma-buf" \
+    || fail "$useCase: lseek size '$(json_field "$out" lseek_size)', expected 8192"
+  [ "$(json_field "$out" exp_name)" = tee ] && pass "$useCase: fdinfo exp_name tee (drivers/tee/tee_heap.c)" \
+    || fail "$useCase: fdinfo exp_name '$(json_field "$out" exp_name)', expected tee"
+  [ "$(json_field "$out" heap)" = "protected,$useCase" ] && pass "$useCase: served by protected,$useCase" \
+    || fail "$useCase: served by '$(json_field "$out" heap)'"
+done
+measure_release protected,trusted-ui
+
+example="$ROOT/build/native/examples/rstmem-alloc"
+if [ -x "$example" ]; then
+  RSTMEMD_SOCKET=$SOCKET "$example" secure-video 5000 > /tmp/example.out 2>&1
+  status=$?
+  section rstmem-alloc-example < /tmp/example.out
+  [ "$status" -eq 0 ] && pass "examples/rstmem-alloc: protected buffer imported into /dev/tee0" || fail "examples/rstmem-alloc exit $status"
+else
+  fail "$example is not built"
+fi
+if [ -x "$ROOT/build/native/tests/rstmem-test" ]; then
+  RSTMEMD_SOCKET=$SOCKET "$ROOT/build/native/tests/rstmem-test" --real-kernel > /tmp/ctest.out 2>&1
+  status=$?
+  section c-library-tests < /tmp/ctest.out
+  [ "$status" -eq 0 ] && pass "C library tests against the real-kernel daemon" || fail "C library tests exit $status"
+fi
+
+stop_daemon
+exit "$FAILED"
