@@ -20,7 +20,7 @@
 #include <rstmem/rstmem.h>
 
 static const char *socket_path;
-static char tmpdir[64];
+static char tmpdir[200];
 
 static struct rstmem_conn *connect_or_die(void)
 {
@@ -379,7 +379,7 @@ static void run_quietly(const char *debug, const char *out_path)
 			unsetenv("RSTMEM_DEBUG");
 		struct rstmem_conn *conn = NULL;
 		struct rstmem_buffer buf;
-		char path[128];
+		char path[PATH_MAX];
 		snprintf(path, sizeof(path), "%s/no-such.sock", tmpdir);
 		if (rstmem_connect(path, &conn) != -ENOENT)
 			_exit(98);
@@ -411,7 +411,7 @@ static char *slurp(const char *path)
 
 static void test_debug_output(void)
 {
-	char path[128];
+	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/stderr", tmpdir);
 
 	run_quietly(NULL, path);
@@ -431,7 +431,8 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	socket_path = getenv("RSTMEMD_SOCKET");
 	REQUIRE(socket_path != NULL && socket_path[0] == '/');
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/rstmem-test-api.XXXXXX");
+	const char *tmp = getenv("TMPDIR");	/* with-daemon.sh's, removed whatever happens */
+	snprintf(tmpdir, sizeof(tmpdir), "%s/rstmem-test-api.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
 	REQUIRE(mkdtemp(tmpdir) != NULL);
 
 	int fds_at_start = count_fds();
@@ -447,7 +448,7 @@ int main(void)
 	CHECK_EQ(count_fds(), fds_at_start);	/* nothing leaked on any path above */
 
 	static const char *const created[] = { "file", "stream.sock", "stderr" };
-	char path[128];
+	char path[PATH_MAX];
 	for (size_t i = 0; i < sizeof(created) / sizeof(created[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", tmpdir, created[i]);
 		unlink(path);

@@ -6,7 +6,8 @@
 # stops the daemon with SIGTERM (SIGKILL after 10 s) whatever COMMAND did.
 # Fails, never skips, when the daemon is missing, does not get ready within
 # 60 s, dies early, or does not exit 0 on SIGTERM. The daemon's log is shown
-# when anything failed. Extra daemon options: RSTMEM_TEST_DAEMON_ARGS.
+# when anything failed. COMMAND gets TMPDIR inside that directory. Extra
+# daemon options: RSTMEM_TEST_DAEMON_ARGS.
 set -u
 
 dotnet=$1
@@ -87,7 +88,9 @@ until grep -q 'rstmemd ready' "$log" 2>/dev/null && [ -S "$socket" ]; do
   sleep 0.1
 done
 
-RSTMEMD_SOCKET=$socket "$@"
+# TMPDIR: what the test creates is removed with the rest, even if it crashes.
+mkdir "$dir/tmp"
+RSTMEMD_SOCKET=$socket TMPDIR=$dir/tmp "$@"
 test_status=$?
 
 stop_daemon

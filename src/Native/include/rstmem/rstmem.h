@@ -190,8 +190,8 @@ int rstmem_get_server_info(struct rstmem_conn *conn, struct rstmem_server_info *
  * grow between two calls (a heap node appears), so retry on -ERANGE. The
  * library keeps no copy: there is no global or per-connection heap state.
  *
- * Return: 0 on success (*@count <= @capacity, or @capacity 0 with @heaps
- * NULL), or
+ * Return: 0 on success (all *@count entries fit, or @capacity is 0: a count
+ * query), or
  *  -ERANGE		the daemon offers more than @capacity heaps; the first
  *			@capacity are filled and *@count says how many there are.
  *  -EINVAL		@conn or @count is NULL, or @heaps is NULL with @capacity > 0.
