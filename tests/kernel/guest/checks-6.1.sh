@@ -4,7 +4,7 @@
 #  2. rstmemd serve --backend dma-heap brokering real dma-bufs to `rstmemd alloc`:
 #     page-rounded sizes, fdinfo exp_name and the daemon's buffer name,
 #     release seen at the client's last close;
-#  3. the C library's tests against that daemon (RSTMEM_TEST_SOCKET), when built.
+#  3. the C library (examples/rstmem-alloc) getting real dma-bufs from that daemon.
 . "$(dirname "$(readlink -f "$0")")/lib.sh"
 
 for heap in system reserved; do
@@ -40,12 +40,14 @@ for heap in system reserved; do
   measure_release "$heap"
 done
 
-if [ -x "$ROOT/build/native/tests/rstmem-test" ]; then
-  RSTMEMD_SOCKET=$SOCKET "$ROOT/build/native/tests/rstmem-test" --real-kernel > /tmp/ctest.out 2>&1
+example="$ROOT/build/native/examples/rstmem-alloc"
+for heap in system reserved; do
+  "$example" --socket "$SOCKET" --heap "$heap" 5000 > /tmp/example.out 2>&1
   status=$?
-  section c-library-tests < /tmp/ctest.out
-  [ "$status" -eq 0 ] && pass "C library tests against the real-kernel daemon" || fail "C library tests exit $status"
-fi
+  section "rstmem-alloc-$heap" < /tmp/example.out
+  [ "$status" -eq 0 ] && grep -q 8192 /tmp/example.out && pass "librstmem (examples/rstmem-alloc): a real $heap dma-buf of 8192 bytes" \
+    || fail "examples/rstmem-alloc --heap $heap exit $status"
+done
 
 stop_daemon
 exit "$FAILED"

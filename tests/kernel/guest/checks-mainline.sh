@@ -37,20 +37,15 @@ done
 measure_release protected,trusted-ui
 
 example="$ROOT/build/native/examples/rstmem-alloc"
-if [ -x "$example" ]; then
-  RSTMEMD_SOCKET=$SOCKET "$example" secure-video 5000 > /tmp/example.out 2>&1
-  status=$?
-  section rstmem-alloc-example < /tmp/example.out
-  [ "$status" -eq 0 ] && pass "examples/rstmem-alloc: protected buffer imported into /dev/tee0" || fail "examples/rstmem-alloc exit $status"
-else
-  fail "$example is not built"
-fi
-if [ -x "$ROOT/build/native/tests/rstmem-test" ]; then
-  RSTMEMD_SOCKET=$SOCKET "$ROOT/build/native/tests/rstmem-test" --real-kernel > /tmp/ctest.out 2>&1
-  status=$?
-  section c-library-tests < /tmp/ctest.out
-  [ "$status" -eq 0 ] && pass "C library tests against the real-kernel daemon" || fail "C library tests exit $status"
-fi
+"$example" --socket "$SOCKET" --tee /dev/tee0 secure-video 5000 > /tmp/example.out 2>&1
+status=$?
+section rstmem-alloc-example < /tmp/example.out
+[ "$status" -eq 0 ] && pass "examples/rstmem-alloc: a brokered protected buffer imported into /dev/tee0" || fail "examples/rstmem-alloc exit $status"
+RSTMEMD_SOCKET=$SOCKET RSTMEM_TEST_TEE_DEVICE=/dev/tee0 "$ROOT/build/native/tests/test-tee" > /tmp/test-tee.out 2>&1
+status=$?
+section c-test-tee < /tmp/test-tee.out
+[ "$status" -eq 0 ] && grep -q '^real TEE /dev/tee0: registered a protected buffer' /tmp/test-tee.out \
+  && pass "librstmem test-tee: rstmem_tee_register with the real TEE_IOC_SHM_REGISTER_FD" || fail "test-tee exit $status"
 
 stop_daemon
 exit "$FAILED"
