@@ -20,8 +20,13 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # Prints a section of the output the host picks up between markers.
 section() { printf '=== BEGIN %s ===\n' "$1"; cat; printf '=== END %s ===\n' "$1"; }
 
-# json_field JSON KEY: a top-level or fdinfo string/number field (flat JSON from `rstmemd ... --json`).
-json_field() { printf '%s' "$1" | grep -o "\"$2\":\"\\{0,1\\}[^,\"}]*" | head -n 1 | sed 's/.*:"\{0,1\}//'; }
+# json_field JSON KEY: the first "KEY": string or number anywhere in the flat-ish JSON of `rstmemd ... --json`.
+json_field() {
+  local text
+  text=$(printf '%s' "$1" | grep -o "\"$2\":\"[^\"]*\"" | head -n 1 | sed 's/^[^:]*:"//; s/"$//')
+  [ -n "$text" ] || text=$(printf '%s' "$1" | grep -o "\"$2\":[0-9-]*" | head -n 1 | sed 's/^[^:]*://')
+  printf '%s' "$text"
+}
 
 start_daemon() {
   # $@: extra serve options. Waits until the socket answers.

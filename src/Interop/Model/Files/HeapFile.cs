@@ -47,11 +47,23 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
         Span<byte> kdata = new byte[kernelSize];
         argument[..inSize].CopyTo(kdata);
 
-        Errno errno = Allocate(kdata);
+        Errno errno = Allocate(kdata, out int newFd);
 
-        // Copied back whatever happened.
+        // Linux <= 6.x (the base of the v4 and v6 series): copy_to_user after
+        // the switch, whatever happened, the fd already installed. Linux 7.x
+        // (mainline): copy_to_user inside case DMA_HEAP_IOCTL_ALLOC on success
+        // only; if it faults, put_unused_fd + dma_buf_put, and the buffer is gone.
+        bool copyBackOnFailure = kernel.Generation != KernelGeneration.Mainline;
+        if (errno != Errno.None && !copyBackOnFailure)
+        {
+            return errno;
+        }
         if (argument.Length < outSize)
         {
+            if (errno == Errno.None && !copyBackOnFailure)
+            {
+                SafeFd.DangerousAdopt(newFd).Dispose();
+            }
             return Errno.EFAULT;
         }
         kdata[..outSize].CopyTo(argument);
@@ -59,8 +71,9 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
         return errno;
     }
 
-    private Errno Allocate(Span<byte> data)
+    private Errno Allocate(Span<byte> data, out int newFd)
     {
+        newFd = -1;
         var request = MemoryMarshal.Read<dma_heap_allocation_data>(data);
         if (request.fd != 0)
         {
@@ -80,7 +93,7 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
         {
             return Errno.EINVAL;
         }
-        Errno errno = kernel.AllocateFromHeap(Heap, aligned, (int)request.fd_flags, out int newFd);
+        Errno errno = kernel.AllocateFromHeap(Heap, aligned, (int)request.fd_flags, out newFd);
         if (errno == Errno.None)
         {
             uint fd = (uint)newFd;
