@@ -89,8 +89,14 @@ run_tests() {
   log "ctest (src/Native, arm64 binaries under qemu-aarch64-static)"
   ctest --test-dir "$ROOT/build/native-aarch64" --output-on-failure 2>&1 | tee -a "$log_file" || status=1
 
+  # Real kernels under qemu: Linux 6.1 (DMA heaps) and mainline 7.x (TEE protected heaps),
+  # built once and cached in ~/.cache/rstmemd/testkernel (tests/kernel/README.md).
+  log "real kernels under qemu (tests/kernel/real-kernels.sh)"
+  "$ROOT/tests/kernel/real-kernels.sh" 2>&1 | tee -a "$log_file" || status=1
+
   # One plain summary line over all runners (dotnet test's "Failed: 0, Passed: 45, Skipped: 0",
-  # conformance's "251 passed, 0 failed, 15 skipped (...)" and ctest's "100% tests passed, 0 tests failed out of 3").
+  # conformance's "251 passed, 0 failed, 15 skipped (...)", ctest's "100% tests passed, 0 tests failed out of 3",
+  # the real-kernel runs' "check ok: ..." / "check FAIL: ..." lines and the kselftest's "dmabuf-heap: N passed, N failed").
   local summary
   summary=$(awk '
     match($0, /Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+/) {
@@ -99,6 +105,9 @@ run_tests() {
     /^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped \(/ {
       passed += $1; failed += $3; skipped += $5
     }
+    /^check ok: / { passed++ }
+    /^check FAIL: / { failed++ }
+    /^dmabuf-heap: [0-9]+ passed, [0-9]+ failed/ { passed += $2; failed += $4 }
     /tests passed, [0-9]+ tests failed out of [0-9]+/ {
       failed += $(NF-5); passed += $NF - $(NF-5)
     }

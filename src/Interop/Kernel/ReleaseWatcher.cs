@@ -18,20 +18,61 @@ namespace Rstmem.Interop.Kernel;
 /// /proc), so only IN_IGNORED is trusted. <see cref="Drain"/> handles what has
 /// arrived without blocking; callers drain before they look at anything that
 /// depends on releases, so a close that happened before is always seen.
+///
+/// Linux 7.x sends no fsnotify events for pseudo files, dma-bufs among them
+/// (seen on 7.2.13: no IN_CLOSE_* and, the watch pinning the inode, no
+/// IN_IGNORED either). <see cref="CloseEventsArrive"/> tells which kind of
+/// kernel this is; on the silent kind a watcher made with
+/// <see cref="ReferenceCounting"/> keeps one duplicate of each buffer and
+/// reads its fdinfo <c>count</c> (file references other than procfs's own)
+/// every <see cref="PollIntervalMilliseconds"/>: count 1 means only the
+/// duplicate is left, so it is closed and the buffer is released.
 /// </summary>
 public sealed class ReleaseWatcher : IDisposable
 {
     private readonly SafeFd inotify;
     private readonly bool closeMeansRelease;
+    private readonly bool countReferences;
     private readonly Dictionary<int, Action> pending = [];
+    private readonly List<(SafeFd Copy, Action OnRelease)> counted = [];
     private readonly Lock gate = new();
     private readonly byte[] buffer = new byte[16 * 1024];
 
     /// <param name="closeMeansRelease">True for dma-bufs (one description per buffer); false for memfds.</param>
     public ReleaseWatcher(bool closeMeansRelease)
+        : this(closeMeansRelease, countReferences: false)
+    {
+    }
+
+    private ReleaseWatcher(bool closeMeansRelease, bool countReferences)
     {
         this.closeMeansRelease = closeMeansRelease;
+        this.countReferences = countReferences;
         Sys.TryInotifyInit(Inotify.IN_NONBLOCK, out inotify).ThrowIfError("inotify_init1");
+    }
+
+    /// <summary>For kernels that send no events for dma-bufs: holds a duplicate of each and polls its reference count.</summary>
+    public static ReleaseWatcher ReferenceCounting() => new(closeMeansRelease: true, countReferences: true);
+
+    /// <summary>How often <see cref="Drain"/> must be called when nothing wakes the caller (reference counting), else null.</summary>
+    public int? PollIntervalMilliseconds => countReferences ? 200 : null;
+
+    /// <summary>
+    /// Whether this kernel reports the last close of <paramref name="buffer"/>
+    /// (a fresh dma-buf the caller gives up: it is closed here) as an inotify
+    /// event within <paramref name="waitMilliseconds"/>.
+    /// </summary>
+    public static bool CloseEventsArrive(SafeFd buffer, int waitMilliseconds = 200)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        using var probe = new ReleaseWatcher(closeMeansRelease: true);
+        bool released = false;
+        probe.TryWatch(buffer, () => released = true).ThrowIfError("inotify_add_watch", "a probe buffer");
+        buffer.Dispose();
+        Span<pollfd> fds = [new pollfd { fd = probe.Descriptor.DangerousFd, events = Poll.POLLIN }];
+        Sys.TryPoll(fds, waitMilliseconds, out _);
+        probe.Drain();
+        return released;
     }
 
     /// <summary>The inotify descriptor, readable when events are waiting (for a poll loop).</summary>
@@ -44,7 +85,7 @@ public sealed class ReleaseWatcher : IDisposable
         {
             lock (gate)
             {
-                return pending.Count;
+                return pending.Count + counted.Count;
             }
         }
     }
@@ -64,6 +105,15 @@ public sealed class ReleaseWatcher : IDisposable
         string path = "/proc/self/fd/" + fd.DangerousFd.ToString(CultureInfo.InvariantCulture);
         lock (gate)
         {
+            if (countReferences)
+            {
+                Errno duplicated = Sys.TryDuplicate(fd, out SafeFd copy);
+                if (duplicated == Errno.None)
+                {
+                    counted.Add((copy, onRelease));
+                }
+                return duplicated;
+            }
             // A memfd watch asks only for IN_DELETE_SELF: it stays silent until the inode goes
             // (then IN_DELETE_SELF and IN_IGNORED), instead of an event for every close.
             uint mask = closeMeansRelease ? Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE : Inotify.IN_DELETE_SELF;
@@ -93,7 +143,7 @@ public sealed class ReleaseWatcher : IDisposable
     {
         lock (gate)
         {
-            int released = 0;
+            int released = countReferences ? DrainCounted() : 0;
             while (true)
             {
                 Errno errno = Sys.TryRead(inotify, buffer, out int length);
@@ -128,5 +178,33 @@ public sealed class ReleaseWatcher : IDisposable
         }
     }
 
-    public void Dispose() => inotify.Dispose();
+    /// <summary>Closes the duplicates that are the last reference left and runs their callbacks.</summary>
+    private int DrainCounted()
+    {
+        int released = 0;
+        for (int i = counted.Count - 1; i >= 0; i--)
+        {
+            (SafeFd copy, Action onRelease) = counted[i];
+            string path = "/proc/self/fdinfo/" + copy.DangerousFd.ToString(CultureInfo.InvariantCulture);
+            if (!FdInfo.Parse(File.ReadAllText(path)).TryGetValue("count", out string? count) || count != "1")
+            {
+                continue;
+            }
+            counted.RemoveAt(i);
+            copy.Dispose();
+            onRelease();
+            released++;
+        }
+        return released;
+    }
+
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            counted.ForEach(c => c.Copy.Dispose());
+            counted.Clear();
+        }
+        inotify.Dispose();
+    }
 }

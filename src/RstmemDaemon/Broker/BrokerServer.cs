@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Rstmem.Daemon.Backends;
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
 
 namespace Rstmem.Daemon.Broker;
@@ -48,7 +49,7 @@ public sealed class BrokerServer : IDisposable
         this.refreshHeaps = refreshHeaps;
         HeapWatch = heapWatch;
         this.heapDirectoryChanged = heapDirectoryChanged;
-        ledger = new BufferLedger(backend.Kernel.CloseEventMarksRelease);
+        ledger = new BufferLedger(ChooseReleaseWatcher(backend, logger));
         ledger.BufferReleased += (id, uid, heap, size) =>
             logger.LogDebug("buffer {BufferId} of {Size} bytes from {Heap} (uid {Uid}) released: its last descriptor was closed", id, size, heap, uid);
         dispatcher = new RequestDispatcher(backend, ledger, limits, () => clients.Count, refreshHeaps, logger);
@@ -56,6 +57,34 @@ public sealed class BrokerServer : IDisposable
     }
 
     private SafeFd? HeapWatch { get; }
+
+    /// <summary>
+    /// The model's memfds: inotify. A real kernel: one page from the first heap,
+    /// watched and closed; if its close is reported (Linux 6.x) inotify serves,
+    /// else (7.x sends no events for pseudo files) reference counting does.
+    /// </summary>
+    private static ReleaseWatcher ChooseReleaseWatcher(BackendSelection backend, ILogger logger)
+    {
+        if (!backend.Kernel.CloseEventMarksRelease)
+        {
+            return new ReleaseWatcher(closeMeansRelease: false);
+        }
+        HeapProvider? sample = backend.Heaps.All.Count > 0 ? backend.Heaps.All[0] : null;
+        SafeFd? probe = null;
+        Errno errno = sample is null ? Errno.ENODEV : sample.Allocate(sample.PageSize, out probe, out _);
+        if (errno != Errno.None || probe is null)
+        {
+            logger.LogWarning("release detection: no probe buffer ({Errno}); polling buffer reference counts (fdinfo count) every 200 ms", errno.Name());
+            return ReleaseWatcher.ReferenceCounting();
+        }
+        if (ReleaseWatcher.CloseEventsArrive(probe))
+        {
+            logger.LogInformation("release detection: inotify (the last close of a probe buffer from {Heap} was reported)", sample!.Name);
+            return new ReleaseWatcher(closeMeansRelease: true);
+        }
+        logger.LogInformation("release detection: this kernel reports no close of a dma-buf (probe buffer from {Heap}); polling buffer reference counts (fdinfo count) every 200 ms", sample!.Name);
+        return ReleaseWatcher.ReferenceCounting();
+    }
 
     public BufferLedger Ledger => ledger;
 
@@ -111,8 +140,17 @@ public sealed class BrokerServer : IDisposable
             }
 
             int timeout = deadline is null ? -1 : Math.Max(1, (int)(deadline.Value - DateTime.UtcNow).TotalMilliseconds);
+            int? pollReleases = ledger.PollIntervalMilliseconds;
+            if (pollReleases is { } interval)
+            {
+                timeout = timeout < 0 ? interval : Math.Min(timeout, interval);
+            }
             Span<pollfd> span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds);
             Errno errno = Sys.TryPoll(span, timeout, out int ready);
+            if (pollReleases is not null)
+            {
+                ledger.HandleReleases();
+            }
             if (errno == Errno.EINTR || ready == 0)
             {
                 continue;

@@ -63,12 +63,22 @@ public sealed class BufferLedger : IDisposable
     private ulong nextId;
 
     public BufferLedger(bool closeEventMarksRelease)
+        : this(new ReleaseWatcher(closeEventMarksRelease))
     {
-        watcher = new ReleaseWatcher(closeEventMarksRelease);
+    }
+
+    /// <param name="watcher">How releases are learned; the ledger owns it.</param>
+    public BufferLedger(ReleaseWatcher watcher)
+    {
+        ArgumentNullException.ThrowIfNull(watcher);
+        this.watcher = watcher;
     }
 
     /// <summary>Readable when releases are waiting to be handled.</summary>
     public SafeFd ReleaseEvents => watcher.Descriptor;
+
+    /// <summary>When set, <see cref="HandleReleases"/> must also run this often (the watcher polls reference counts).</summary>
+    public int? PollIntervalMilliseconds => watcher.Watched > 0 ? watcher.PollIntervalMilliseconds : null;
 
     public ulong Allocations { get; private set; }
 

@@ -40,7 +40,7 @@ for heap in system reserved; do
   measure_release "$heap"
 done
 
-example="$ROOT/build/native/examples/rstmem-alloc"
+example="$ROOT/build/native/rstmem-alloc"
 for heap in system reserved; do
   "$example" --socket "$SOCKET" --heap "$heap" 5000 > /tmp/example.out 2>&1
   status=$?

@@ -36,7 +36,7 @@ for useCase in secure-video trusted-ui secure-video-record; do
 done
 measure_release protected,trusted-ui
 
-example="$ROOT/build/native/examples/rstmem-alloc"
+example="$ROOT/build/native/rstmem-alloc"
 "$example" --socket "$SOCKET" --tee /dev/tee0 secure-video 5000 > /tmp/example.out 2>&1
 status=$?
 section rstmem-alloc-example < /tmp/example.out
