@@ -187,7 +187,7 @@ timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
   -accel tcg -cpu max -smp 2 -m "$MEM" \
   -nodefaults -no-user-config -display none -no-reboot \
   -kernel "$KERNEL" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 quiet panic=-1 rdinit=/init $APPEND" \
+  -append "console=ttyS0 loglevel=7 panic=-1 rdinit=/init $APPEND" \
   -chardev file,id=console,path="$WORK/console.log" -serial chardev:console \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$WORK/xfer",mount_tag=xfer,security_model=none \
@@ -206,7 +206,7 @@ READERS=()
 
 [ "$CONSOLE" -eq 1 ] && { log "guest console:"; cat "$WORK/console.log" >&2 || true; }
 
-elapsed=$(echo "$end - $start" | bc)
+elapsed=$(printf '%.1f' "$(echo "$end - $start" | bc)")
 status=$(cat "$WORK/xfer/result/status" 2>/dev/null || true)
 if ! [[ "$status" =~ ^[0-9]+$ ]]; then
   case "$qemu_status" in
@@ -222,5 +222,5 @@ fi
 
 boot=$(cat "$WORK/xfer/result/start-uptime" 2>/dev/null || echo '?')
 ran=$(echo "$(cat "$WORK/xfer/result/end-uptime" 2>/dev/null || echo 0) - ${boot/\?/0}" | bc)
-log "$(printf 'exit %s; qemu %.1fs in all (guest booted in %ss, command ran %ss)' "$status" "$elapsed" "$boot" "$ran")"
+log "$(printf 'exit %s; qemu %ss in all (guest booted in %ss, command ran %ss)' "$status" "$elapsed" "$boot" "$ran")"
 exit "$status"
