@@ -63,7 +63,7 @@ log_ms() {
 # right after sending it; its inotify watch must fire only at the client's
 # close. Timestamps: the daemon's debug log line and the guest clock.
 measure_release() {
-  local heap=$1 hold=8 id received exited released
+  local heap=$1 hold=4 id received exited released
   "${RSTMEMD[@]}" alloc --socket "$SOCKET" --heap "$heap" --size 1M --hold "$hold" > /tmp/hold.out 2>&1 &
   local client=$!
   until grep -q '^buffer ' /tmp/hold.out || ! kill -0 "$client" 2>/dev/null; do sleep 0.05; done
