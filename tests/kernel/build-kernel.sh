@@ -18,7 +18,8 @@
 # protected-heap-check.c with them) and, for 6.1, dmabuf-heap. The
 # hash covers the source package's name and version, the config fragments, the
 # driver source (mainline) and RECIPE_VERSION below. A warm run takes seconds
-# and needs no network; a cold one takes minutes. flock keeps two concurrent
+# and needs no network; a cold one takes minutes (its unpacked tree stays in
+# <cache>/work/ until the next build of that kernel). flock keeps two concurrent
 # invocations from building the same kernel twice or corrupting the cache.
 #
 # Needs root for apt-get (as build.sh does); fails loudly, never skips.
@@ -31,8 +32,8 @@ HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 CACHE=${RSTMEM_TESTKERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rstmemd/testkernel}
 DEBIAN_MIRROR=${RSTMEM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
-log() { printf 'build-kernel: %s\n' "$*" >&2; }
-die() { printf 'build-kernel: FAILED: %s\n' "$*" >&2; exit 1; }
+log() { printf 'build-kernel[%s]: %s\n' "$NAME" "$*" >&2; }
+die() { printf 'build-kernel[%s]: FAILED: %s\n' "$NAME" "$*" >&2; exit 1; }
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
@@ -167,7 +168,7 @@ verify_config() {
     fi
   done < <(cat "${FRAGMENTS[@]}")
   if [ ${#dropped[@]} -gt 0 ]; then
-    printf 'build-kernel:   dropped by Kconfig: %s\n' "${dropped[@]}" >&2
+    printf 'build-kernel[%s]:   dropped by Kconfig: %s\n' "$NAME" "${dropped[@]}" >&2
     die "the $NAME config lost ${#dropped[@]} required option(s); see above"
   fi
 }
@@ -212,6 +213,7 @@ build() {
   fi
   tree=$(ls -d "$work"/linux-source-*/)
   tree=${tree%/}
+  log "unpacked in $((SECONDS - start)) s"
 
   [ "$NAME" = mainline ] && add_tee_testdrv "$tree"
 
@@ -221,8 +223,9 @@ build() {
   run_logged "$build_log" make -C "$tree" olddefconfig
   verify_config "$tree/.config"
 
-  log "make -j$(nproc) bzImage (log: $build_log)"
+  log "configured in $((SECONDS - start)) s; make -j$(nproc) bzImage (log: $build_log)"
   run_logged "$build_log" make -C "$tree" -j"$(nproc)" bzImage
+  log "bzImage in $((SECONDS - start)) s"
 
   local staging=$out.tmp.$$
   rm -rf "$staging"
@@ -242,8 +245,9 @@ build() {
     "$NAME" "$SOURCE_PACKAGE" "$SOURCE_VERSION" "$RECIPE_VERSION" "$(date -u +%FT%TZ)" "$((SECONDS - start))" > "$staging/info"
   rm -rf "$out"
   mv -T "$staging" "$out"
-  rm -rf "$work"
-  log "built $NAME in $((SECONDS - start)) s"
+  # The work tree stays (for a look at it, and deleting 1.5 GB takes a while
+  # here) until the next build of this kernel.
+  log "built $NAME in $((SECONDS - start)) s (work tree kept in $work)"
 }
 
 main() {

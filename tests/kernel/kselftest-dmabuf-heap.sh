@@ -45,15 +45,16 @@ for heap in "${REQUIRED_HEAPS[@]}"; do
   # This heap's part of the output: from its header to the next one.
   section=$(printf '%s\n' "$output" | awk -v h="Testing heap: $heap" '
     /^Testing heap: / { inside = ($0 == h) } inside')
-  [ -n "$section" ]; verdict $? "heap $heap was not tested (is /dev/dma_heap/$heap there?)"
+  [ -n "$section" ] && ok=0 || ok=1
+  verdict "$ok" "heap $heap was not tested (is /dev/dma_heap/$heap there?)"
   for test in "${TESTS[@]}"; do
-    printf '%s\n' "$section" | grep -F -- "$test" | grep -Eq 'OK$'
-    verdict $? "$heap: '$test' did not print OK"
+    printf '%s\n' "$section" | grep -F -- "$test" | grep -Eq 'OK$' && ok=0 || ok=1
+    verdict "$ok" "$heap: '$test' did not print OK"
   done
 done
 # Whatever heap it was, no FAIL and no skipped part anywhere.
-! printf '%s\n' "$output" | grep -Eq 'FAIL|skipping|failed'
-verdict $? "the output has a FAIL, failed or skipping line"
+printf '%s\n' "$output" | grep -Eq 'FAIL|skipping|failed' && ok=1 || ok=0
+verdict "$ok" "the output has a FAIL, failed or skipping line"
 
 echo "dmabuf-heap: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,7 +5,7 @@
 #   tests/kernel/run-guest.sh BZIMAGE [options] -- COMMAND [ARGS...]
 #
 #   --mem SIZE        guest memory (qemu -m), default 2G
-#   --timeout SEC     whole boot-run-poweroff limit, default 300
+#   --timeout SEC     limit for the whole boot, run and shutdown, default 300
 #   --append ARGS     extra kernel command line, e.g. 'cma=64M'
 #   --env NAME=VALUE  set a variable for COMMAND (repeatable)
 #   --console         copy the guest's kernel console to stderr afterwards
@@ -23,8 +23,8 @@
 # on a second, writable 9p share. This script exits with COMMAND's status, or
 # with 125 and a message (and the console's tail) when the guest never
 # reported one: qemu missing or failing, a kernel panic, or the timeout.
-# It always ends: `timeout` around qemu, -no-reboot with panic=-1, and
-# poweroff -f in /init.
+# It always ends: `timeout` around qemu, and -no-reboot, which turns both
+# panic=-1 and the `reboot -f` at the end of /init into qemu exiting.
 #
 # The initramfs is cached in ${RSTMEM_TESTKERNEL_CACHE:-~/.cache/rstmemd/testkernel}
 # by a hash of /init and the busybox binary.
@@ -91,7 +91,7 @@ report() {
 	[ -d /xfer/result ] && echo "$1" > /xfer/result/status
 	sync
 	echo "RSTMEM_GUEST_EXIT=$1"
-	poweroff -f
+	reboot -f
 	sleep 10
 }
 fail() { echo "rstmem-guest: $*"; report 125; }

@@ -28,19 +28,35 @@ finish() {
 now() { date +%s.%N; }
 seconds_since() { printf '%.1f' "$(echo "$(now) - $1" | bc)"; }
 
-# Sets KERNEL_<name>; a kernel that does not build ends the smoke test.
-build() {
-  local name=$1 start kernel
+# Both kernels build at once: while one is in a single-threaded step
+# (unpacking, configuring, linking, compressing) the other keeps the cores busy.
+# Sets KERNEL_6_1 and KERNEL_mainline; a kernel that does not build ends the test.
+build_both() {
+  local start name status kind paths
+  paths=$(mktemp -d "${TMPDIR:-/tmp}/rstmem-smoke.XXXXXX")
   start=$(now)
-  if ! kernel=$("$HERE/build-kernel.sh" "$name"); then
-    result 1 "build-kernel.sh $name"
-    finish
-  fi
-  # A kernel built by this very call is newer than the start of the call.
-  local kind=warm
-  [ "$(stat -c %Y "$(dirname "$kernel")/info")" -ge "${start%.*}" ] && kind=cold
-  result 0 "build-kernel.sh $name: $kind, $(seconds_since "$start") s -> $kernel"
-  printf -v "KERNEL_${name//./_}" '%s' "$kernel"
+  local -A pid=()
+  for name in 6.1 mainline; do
+    { "$HERE/build-kernel.sh" "$name" > "$paths/$name"; status=$?; now > "$paths/$name.end"; exit "$status"; } &
+    pid[$name]=$!
+  done
+  for name in 6.1 mainline; do
+    status=0
+    wait "${pid[$name]}" || status=$?
+    if [ "$status" -ne 0 ]; then
+      result 1 "build-kernel.sh $name (exit $status)"
+      continue
+    fi
+    local kernel
+    kernel=$(cat "$paths/$name")
+    # A kernel built by this very call is newer than the start of the call.
+    kind=warm
+    [ "$(stat -c %Y "$(dirname "$kernel")/info")" -ge "${start%.*}" ] && kind=cold
+    result 0 "build-kernel.sh $name: $kind, $(printf '%.1f' "$(echo "$(cat "$paths/$name.end") - $start" | bc)") s -> $kernel"
+    printf -v "KERNEL_${name//./_}" '%s' "$kernel"
+  done
+  rm -rf "$paths"
+  [ "$failed" -eq 0 ] || finish
 }
 
 # run_guest DESCRIPTION KERNEL RUN-GUEST-OPTIONS... -- COMMAND...: the guest's
@@ -55,8 +71,7 @@ run_guest() {
   result "$status" "$description: exit $status, $(seconds_since "$start") s boot+run+poweroff"
 }
 
-build 6.1
-build mainline
+build_both
 
 run_guest "6.1 guest: dma heaps and dotnet --info" "$KERNEL_6_1" --append cma=64M -- sh -c '
   set -e
@@ -66,14 +81,15 @@ run_guest "6.1 guest: dma heaps and dotnet --info" "$KERNEL_6_1" --append cma=64
   uname -r
   dotnet --info
 '
-printf '%s\n' "$GUEST_OUTPUT" | grep -q '^ *Version: *10\.' ; result $? "6.1 guest: dotnet --info names a .NET 10 host"
+printf '%s\n' "$GUEST_OUTPUT" | grep -q '^ *Version: *10\.' && ok=0 || ok=1
+result "$ok" "6.1 guest: dotnet --info names a .NET 10 host"
 
 # Built next to the kernel (the guest sees the host's files, but a fresh tmpfs on /tmp).
 kernel_dir=$(dirname "$KERNEL_mainline")
 check_program=$kernel_dir/protected-heap-check
 gcc -O2 -Wall -Werror -static -I"$kernel_dir/headers/include" -o "$check_program.tmp.$$" "$HERE/protected-heap-check.c" \
-  && mv "$check_program.tmp.$$" "$check_program"
-result $? "protected-heap-check.c built against $kernel_dir/headers"
+  && mv "$check_program.tmp.$$" "$check_program" && ok=0 || ok=1
+result "$ok" "protected-heap-check.c built against $kernel_dir/headers"
 
 run_guest "mainline guest: TEE device, protected heaps, protected-heap-check" "$KERNEL_mainline" --append cma=64M -- sh -c '
   set -e
@@ -85,7 +101,7 @@ run_guest "mainline guest: TEE device, protected heaps, protected-heap-check" "$
   uname -r
   "$1"
 ' sh "$check_program"
-printf '%s\n' "$GUEST_OUTPUT" | grep -q '^protected-heap-check: [1-9][0-9]* passed, 0 failed$'
-result $? "mainline guest: protected-heap-check reported no failure"
+printf '%s\n' "$GUEST_OUTPUT" | grep -q '^protected-heap-check: [1-9][0-9]* passed, 0 failed$' && ok=0 || ok=1
+result "$ok" "mainline guest: protected-heap-check reported no failure"
 
 finish
