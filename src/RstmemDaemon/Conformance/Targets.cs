@@ -114,13 +114,12 @@ public sealed class ConformanceEnvironment : IDisposable
 {
     public const string HeapDirectory = "/dev/dma_heap";
 
-    private ConformanceEnvironment(IKernel kernel, IReadOnlyList<Target> targets, IReadOnlyList<string> heaps, TeeTarget? tee, KernelGeneration? generation, KernelGeneration? declared, IReadOnlyList<string> found)
+    private ConformanceEnvironment(IKernel kernel, IReadOnlyList<Target> targets, IReadOnlyList<string> heaps, KernelGeneration? generation, KernelGeneration? declared, IReadOnlyList<string> found)
     {
         DeclaredGeneration = declared;
         Kernel = kernel;
         Targets = targets;
         AllHeaps = heaps;
-        Tee = tee;
         Generation = generation;
         Found = found;
     }
@@ -131,9 +130,6 @@ public sealed class ConformanceEnvironment : IDisposable
 
     /// <summary>Every heap node present, selected or not (TEE cases borrow buffers from them).</summary>
     public IReadOnlyList<string> AllHeaps { get; }
-
-    /// <summary>The TEE device under test, or the first one present.</summary>
-    public TeeTarget? Tee { get; }
 
     /// <summary>The restricted-memory generation the devices present: protected,* heaps, restricted,* heaps, or v4 RSTMEM_ALLOC.</summary>
     public KernelGeneration? Generation { get; }
@@ -194,7 +190,7 @@ public sealed class ConformanceEnvironment : IDisposable
         }
         found.Add($"generation: {(generation is { } g ? g.Name() : "none (no protected,*, restricted,* heap and no v4 TEE restricted memory)")}");
         found.Add($"targets: {(targets.Count == 0 ? "(none)" : string.Join(", ", targets.Select(t => t.Name)))}");
-        return new ConformanceEnvironment(kernel, targets, present, teeTarget ?? (teeNodes.Count > 0 ? new TeeTarget($"/dev/{teeNodes[0]}") : null), generation, declared, found);
+        return new ConformanceEnvironment(kernel, targets, present, generation, declared, found);
     }
 
     /// <summary>
