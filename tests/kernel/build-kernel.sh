@@ -57,17 +57,31 @@ DRIVER_DIR=$HERE/tee-testdrv
 # Host tools a kernel build needs (gcc and make: build.sh's list already).
 BUILD_PACKAGES=(gcc make libc6-dev bc bison flex libelf-dev libssl-dev cpio xz-utils rsync)
 
-ensure_packages() {
-  local missing=() package
+missing_packages() {
+  local package
   for package in "$@"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || printf '%s\n' "$package"
   done
+}
+
+ensure_packages() {
+  local missing=()
+  mapfile -t missing < <(missing_packages "$@")
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" -eq 0 ] || die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
-  log "installing Debian packages: ${missing[*]}"
-  apt-get update -qq || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]} failed"
+  # Both kernels build at once (real-kernels.sh): one apt-get at a time, and
+  # the second finds the packages the first installed.
+  exec 7> "${TMPDIR:-/tmp}/rstmemd-apt.lock"
+  flock 7
+  mapfile -t missing < <(missing_packages "$@")
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "apt-get install ${missing[*]} failed"
+  fi
+  flock -u 7
+  exec 7>&-
 }
 
 # --- The kernel source: a tarball and the version of the package it came from.
