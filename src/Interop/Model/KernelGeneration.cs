@@ -44,4 +44,22 @@ public static class KernelGenerations
         KernelGeneration.Mainline => "protected,",
         _ => null,
     };
+
+    /// <summary>The generation a set of heap names shows: protected,* heaps are mainline, restricted,* the v6 series, else none.</summary>
+    public static KernelGeneration? FromHeapNames(IEnumerable<string> heapNames)
+    {
+        ArgumentNullException.ThrowIfNull(heapNames);
+        List<string> names = heapNames.ToList();
+        foreach (KernelGeneration generation in new[] { KernelGeneration.Mainline, KernelGeneration.V6 })
+        {
+            if (names.Any(n => n.StartsWith(generation.HeapPrefix()!, StringComparison.Ordinal)))
+            {
+                return generation;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Whether a heap name is a restricted/protected heap of some generation.</summary>
+    public static bool IsRestrictedHeap(string heapName) => FromHeapNames([heapName]) is not null;
 }

@@ -44,7 +44,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
         Generation = options.ValidatedGeneration();
-        PageSize = Environment.SystemPageSize;
+        PageSize = (long)Page.Size;
         CreateHeaps();
 
         Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter)
@@ -86,9 +86,6 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     public long ReleaseEventsLost => releases.Overflows;
 
     internal bool HasRstmemPools => useCaseHeaps.Count > 0;
-
-    /// <summary>The kernel's PAGE_ALIGN on a u64: rounds up, and wraps to 0 within a page of 2^64.</summary>
-    internal ulong PageAlign(ulong length) => unchecked((length + (ulong)PageSize - 1) & ~((ulong)PageSize - 1));
 
     // ---- the kernel surface ----------------------------------------------
 
@@ -336,7 +333,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// <summary>A tee_shm descriptor: from SHM_ALLOC (<paramref name="registered"/> null) or SHM_REGISTER_FD.</summary>
     internal Errno CreateTeeShm(ModelTeeDevice device, long size, ModelDmaBuf? registered, out int id, out long rounded, out int fd)
     {
-        rounded = (long)PageAlign((ulong)size);
+        rounded = (long)Page.Align((ulong)size);
         id = device.Ids.Allocate();
         registered?.AddReference();
         var shm = new TeeShmFile(device.Ids, id, rounded, registered);

@@ -40,10 +40,7 @@ public sealed class HeapCatalog : IDisposable
         ArgumentNullException.ThrowIfNull(extraHeaps);
         ArgumentNullException.ThrowIfNull(aliases);
         IReadOnlyList<string> names = kernel.ListDirectory("/dev/dma_heap");
-        KernelGeneration? generation =
-            names.Any(n => n.StartsWith(KernelGeneration.Mainline.HeapPrefix()!, StringComparison.Ordinal)) ? KernelGeneration.Mainline
-            : names.Any(n => n.StartsWith(KernelGeneration.V6.HeapPrefix()!, StringComparison.Ordinal)) ? KernelGeneration.V6
-            : null;
+        KernelGeneration? generation = KernelGenerations.FromHeapNames(names);
 
         foreach (HeapProvider gone in providers.Where(p => p is DmaHeapProvider && !names.Contains(p.Name)).ToList())
         {

@@ -72,10 +72,6 @@ public sealed class CaseContext : IDisposable
 
     public KernelGeneration? Generation => Environment.Generation;
 
-    public static ulong Page { get; } = (ulong)System.Environment.SystemPageSize;
-
-    public static ulong PageAlign(ulong length) => unchecked((length + Page - 1) & ~(Page - 1));
-
     public T TargetAs<T>() where T : Target =>
         Target as T ?? throw new InvalidOperationException($"case runs on {Target.Name}, not a {typeof(T).Name}");
 
@@ -132,7 +128,7 @@ public sealed class CaseContext : IDisposable
     public Errno HeapAlloc(SafeFd heap, ulong length, uint fdFlags, out SafeFd buffer)
     {
         var data = new dma_heap_allocation_data { len = length, fd_flags = fdFlags };
-        return Allocate(PageAlign(length), $"allocating {length} bytes", () =>
+        return Allocate(Page.Align(length), $"allocating {length} bytes", () =>
         {
             Errno errno = Kernel.Ioctl(heap, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref data, out _);
             return (errno, errno == Errno.None ? (int)data.fd : -1);
@@ -143,7 +139,7 @@ public sealed class CaseContext : IDisposable
     public Errno TeeRstmemAlloc(SafeFd tee, ref tee_ioctl_rstmem_alloc_data data, out SafeFd buffer)
     {
         tee_ioctl_rstmem_alloc_data argument = data;
-        Errno result = Allocate(PageAlign(data.size), $"allocating {data.size} bytes", () =>
+        Errno result = Allocate(Page.Align(data.size), $"allocating {data.size} bytes", () =>
         {
             Errno errno = Kernel.Ioctl(tee, Tee.TEE_IOC_RSTMEM_ALLOC, ref argument, out int fd);
             return (errno, fd);

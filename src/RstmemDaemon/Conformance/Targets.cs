@@ -40,7 +40,7 @@ public sealed class HeapTarget(string name) : BufferTarget(name)
 {
     public string Path { get; } = $"{ConformanceEnvironment.HeapDirectory}/{name}";
 
-    public override bool Restricted { get; } = IsRestrictedName(name);
+    public override bool Restricted { get; } = KernelGenerations.IsRestrictedHeap(name);
 
     /// <summary>
     /// system_heap.c and cma_heap.c set exp_name to the heap name; the TEE
@@ -68,9 +68,6 @@ public sealed class HeapTarget(string name) : BufferTarget(name)
         SafeFd heap = context.Open(Path);
         return context.HeapAlloc(heap, length, Fcntl.O_RDWR | Fcntl.O_CLOEXEC, out buffer);
     }
-
-    public static bool IsRestrictedName(string heap) =>
-        heap.StartsWith("protected,", StringComparison.Ordinal) || heap.StartsWith("restricted,", StringComparison.Ordinal);
 }
 
 /// <summary>/dev/teeN.</summary>
@@ -212,15 +209,7 @@ public sealed class ConformanceEnvironment : IDisposable
                 }
             }
         }
-        if (heaps.Any(h => h.StartsWith("protected,", StringComparison.Ordinal)))
-        {
-            return KernelGeneration.Mainline;
-        }
-        if (heaps.Any(h => h.StartsWith("restricted,", StringComparison.Ordinal)))
-        {
-            return KernelGeneration.V6;
-        }
-        return v4UseCases.Count > 0 ? KernelGeneration.V4 : null;
+        return KernelGenerations.FromHeapNames(heaps) ?? (v4UseCases.Count > 0 ? KernelGeneration.V4 : null);
     }
 
     public void Dispose() => (Kernel as IDisposable)?.Dispose();

@@ -1,3 +1,4 @@
+using Rstmem.Interop.Kernel;
 using System.Runtime.InteropServices;
 using Rstmem.Interop.Abi;
 using Rstmem.Interop.Uapi;
@@ -88,7 +89,7 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
             return Errno.EINVAL;
         }
         // PAGE_ALIGN wraps to 0 for lengths within a page of 2^64.
-        ulong aligned = kernel.PageAlign(request.len);
+        ulong aligned = Page.Align(request.len);
         if (aligned == 0)
         {
             return Errno.EINVAL;

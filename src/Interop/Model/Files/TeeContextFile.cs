@@ -1,3 +1,4 @@
+using Rstmem.Interop.Kernel;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Rstmem.Interop.Abi;
@@ -178,7 +179,7 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
         {
             return Errno.EINVAL;
         }
-        ulong rounded = kernel.PageAlign(data.size);
+        ulong rounded = Page.Align(data.size);
         if (data.size == 0 || rounded == 0 || rounded > long.MaxValue)
         {
             return Errno.ENOMEM; // gen_pool_alloc of nothing, or of more than can exist

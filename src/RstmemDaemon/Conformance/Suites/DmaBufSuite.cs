@@ -16,7 +16,7 @@ internal static class DmaBufSuite
 
     public static IEnumerable<ConformanceCase> Cases()
     {
-        long size = (long)CaseContext.PageAlign(Requested);
+        long size = (long)Page.Align(Requested);
 
         foreach ((string what, long offset, int whence, Errno expected, long position) in new (string, long, int, Errno, long)[]
         {

@@ -39,7 +39,7 @@ internal static class DmaHeapSuite
         yield return Case("dma-heap.alloc.sizes", "sizes from 4 KiB to 16 MiB, each rounded up to whole pages (a restricted pool may be smaller than the largest)",
             $"{Core}: dma_heap_buffer_alloc: len = PAGE_ALIGN(len)", c =>
             {
-                ulong page = CaseContext.Page;
+                ulong page = Page.Size;
                 foreach (ulong length in new ulong[] { page, 1, page - 1, page + 1, 5000, 64 << 10, 1 << 20, (1 << 20) + 1, 4 << 20, 16 << 20 })
                 {
                     c.Cancellation.ThrowIfCancellationRequested();
@@ -51,7 +51,7 @@ internal static class DmaHeapSuite
                         continue;
                     }
                     Check.Errno(Errno.None, errno, $"allocating {length} bytes");
-                    Check.Equal((long)CaseContext.PageAlign(length), c.SizeOf(buffer), $"lseek(SEEK_END) of a {length}-byte buffer");
+                    Check.Equal((long)Page.Align(length), c.SizeOf(buffer), $"lseek(SEEK_END) of a {length}-byte buffer");
                     c.Close(buffer);
                 }
             });
@@ -97,7 +97,7 @@ internal static class DmaHeapSuite
                 byte[] before = argument();
                 byte[] after = (byte[])before.Clone();
                 ulong length = MemoryMarshal.Read<ulong>(before);
-                Errno errno = RawAlloc(c, DmaHeap.DMA_HEAP_IOCTL_ALLOC, after, CaseContext.PageAlign(length), out _, out _);
+                Errno errno = RawAlloc(c, DmaHeap.DMA_HEAP_IOCTL_ALLOC, after, Page.Align(length), out _, out _);
                 Check.Errno(Errno.EINVAL, errno, "DMA_HEAP_IOCTL_ALLOC");
                 Check.Bytes(before, after, "the struct copied back on failure");
             });
@@ -188,7 +188,7 @@ internal static class DmaHeapSuite
         yield return ("dma-heap.alloc.len-wraps", "len 2^64-1 wraps to 0 when page-aligned: EINVAL",
             $"{Core}: dma_heap_buffer_alloc: PAGE_ALIGN(len) == 0 → -EINVAL", () => Struct(ulong.MaxValue));
         yield return ("dma-heap.alloc.len-wraps-last-page", "len 2^64-page+1 also wraps to 0: EINVAL",
-            $"{Core}: dma_heap_buffer_alloc: PAGE_ALIGN(len) == 0 → -EINVAL", () => Struct(ulong.MaxValue - CaseContext.Page + 2));
+            $"{Core}: dma_heap_buffer_alloc: PAGE_ALIGN(len) == 0 → -EINVAL", () => Struct(ulong.MaxValue - Page.Size + 2));
     }
 
     private static ConformanceCase Case(string id, string title, string mirrors, Action<CaseContext> run) =>

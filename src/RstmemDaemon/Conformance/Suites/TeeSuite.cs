@@ -53,7 +53,7 @@ internal static class TeeSuite
             "protected,* heaps (mainline tee_heap.c), restricted,* heaps (v6), TEE_IOC_RSTMEM_ALLOC (v4) are exclusive", c =>
             {
                 IReadOnlyList<UseCase> v4 = TeeProbe.V4UseCases(c.Kernel, Device(c));
-                bool heaps = c.Environment.AllHeaps.Any(HeapTarget.IsRestrictedName);
+                bool heaps = c.Environment.AllHeaps.Any(KernelGenerations.IsRestrictedHeap);
                 Check.That(!(heaps && v4.Count > 0), "restricted heaps and v4 RSTMEM_ALLOC together", "not both",
                     $"heaps {string.Join(", ", c.Environment.AllHeaps)} and v4 use cases {string.Join(", ", v4)}");
                 if (c.Environment.DeclaredGeneration is { } declared)
@@ -79,7 +79,7 @@ internal static class TeeSuite
             {
                 var data = new tee_ioctl_shm_alloc_data { size = 5000 };
                 SafeFd shm = ShmAllocOrSkip(c, ref data);
-                Check.Equal(CaseContext.PageAlign(5000), data.size, "the size written back");
+                Check.Equal(Page.Align(5000), data.size, "the size written back");
                 Check.That(data.id > 0, "the id", "> 0", data.id.ToString(CultureInfo.InvariantCulture));
                 Check.Equal(false, Sys.IsCloseOnExec(shm), "FD_CLOEXEC of the shm fd");
                 Check.Equal(Fcntl.O_RDWR, Sys.GetStatusFlags(shm) & Fcntl.O_ACCMODE, "the shm fd's access mode");
@@ -128,7 +128,7 @@ internal static class TeeSuite
                     Check.Errno(Errno.None, c.TeeRstmemAlloc(Device(c), ref data, out SafeFd buffer), $"RSTMEM_ALLOC of 5000 bytes for {useCase}");
                     Check.That(data.id > 0, $"the id for {useCase}", "> 0", data.id.ToString(CultureInfo.InvariantCulture));
                     Check.Equal(5000UL, data.size, "the size field after the call");
-                    Check.Equal((long)CaseContext.PageAlign(5000), c.SizeOf(buffer), "lseek(SEEK_END)");
+                    Check.Equal((long)Page.Align(5000), c.SizeOf(buffer), "lseek(SEEK_END)");
                 }
             });
 
@@ -186,7 +186,7 @@ internal static class TeeSuite
                 Check.Errno(Errno.None, RegisterFd(c, ref data, out SafeFd shm), "TEE_IOC_SHM_REGISTER_FD");
                 Check.That(data.id > 0, "the id", "> 0", data.id.ToString(CultureInfo.InvariantCulture));
                 Check.Equal(Tee.TEE_SHM_DMA_BUF, data.flags, "the flags written back");
-                Check.Equal(CaseContext.PageAlign(5000), data.size, "the size written back");
+                Check.Equal(Page.Align(5000), data.size, "the size written back");
                 Check.Equal((long)buffer.DangerousFd, data.fd, "the fd field after the call");
                 Check.Equal(false, Sys.IsCloseOnExec(shm), "FD_CLOEXEC of the returned fd");
             });
@@ -256,7 +256,7 @@ internal static class TeeSuite
             {
                 RequireRegisterFd(c);
                 const ulong Chunk = 1 << 20;
-                foreach (HeapTarget heap in c.Environment.AllHeaps.Where(HeapTarget.IsRestrictedName).Select(h => new HeapTarget(h)))
+                foreach (HeapTarget heap in c.Environment.AllHeaps.Where(KernelGenerations.IsRestrictedHeap).Select(h => new HeapTarget(h)))
                 {
                     int capacity = FillCount(c, heap, Chunk);
                     if (capacity < 0)
@@ -289,7 +289,7 @@ internal static class TeeSuite
                         return (errno, fd);
                     }, out _), "TEE_IOC_SHM_REGISTER_FD (32-byte layout)");
                     Check.Equal(Tee.TEE_SHM_DMA_BUF, data.flags, "the flags written back");
-                    Check.Equal(CaseContext.PageAlign(5000), data.size, "the size written back");
+                    Check.Equal(Page.Align(5000), data.size, "the size written back");
                     return;
                 }
                 RequireRegisterFd(c);
@@ -333,7 +333,7 @@ internal static class TeeSuite
     {
         tee_ioctl_shm_alloc_data argument = data;
         SafeFd tee = Device(c);
-        Errno result = c.Allocate(CaseContext.PageAlign(data.size), $"allocating {data.size} bytes of shared memory", () =>
+        Errno result = c.Allocate(Page.Align(data.size), $"allocating {data.size} bytes of shared memory", () =>
         {
             Errno errno = c.Kernel.Ioctl(tee, Tee.TEE_IOC_SHM_ALLOC, ref argument, out int fd);
             return (errno, fd);
@@ -358,7 +358,7 @@ internal static class TeeSuite
     private static SafeFd ProtectedBuffer(CaseContext c, ulong length)
     {
         RequireRegisterFd(c);
-        string? heap = c.Environment.AllHeaps.FirstOrDefault(HeapTarget.IsRestrictedName);
+        string? heap = c.Environment.AllHeaps.FirstOrDefault(KernelGenerations.IsRestrictedHeap);
         if (heap is null)
         {
             CaseContext.Skip("no protected,* or restricted,* heap to take a buffer from");
