@@ -1,16 +1,11 @@
 using Rstmem.Daemon.Cli;
+using Rstmem.Tests.Support;
 
 namespace Rstmem.Tests.Cli;
 
 public sealed class CliTests
 {
-    private static (int Exit, string Stdout, string Stderr) Run(params string[] args)
-    {
-        using var stdout = new StringWriter();
-        using var stderr = new StringWriter();
-        int exit = RstmemdCli.Run(args, stdout, stderr);
-        return (exit, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Exit, string Stdout, string Stderr) Run(params string[] args) => CliRun.Run(args);
 
     [Theory]
     [InlineData("frobnicate")]

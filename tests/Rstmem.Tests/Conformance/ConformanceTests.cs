@@ -16,13 +16,7 @@ namespace Rstmem.Tests.Conformance;
 /// </summary>
 public sealed class ConformanceTests
 {
-    private static (int Exit, string Stdout, string Stderr) Run(params string[] args)
-    {
-        using var stdout = new StringWriter();
-        using var stderr = new StringWriter();
-        int exit = RstmemdCli.Run(args, stdout, stderr);
-        return (exit, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Exit, string Stdout, string Stderr) Run(params string[] args) => CliRun.Run(args);
 
     [Theory]
     [InlineData("v4")]
