@@ -67,8 +67,10 @@ public sealed class ReleaseWatcher : IDisposable
         ArgumentNullException.ThrowIfNull(buffer);
         using var probe = new ReleaseWatcher(closeMeansRelease: true);
         bool released = false;
-        probe.TryWatch(buffer, () => released = true).ThrowIfError("inotify_add_watch", "a probe buffer");
-        buffer.Dispose();
+        using (buffer)
+        {
+            probe.TryWatch(buffer, () => released = true).ThrowIfError("inotify_add_watch", "a probe buffer");
+        }
         Span<pollfd> fds = [new pollfd { fd = probe.Descriptor.DangerousFd, events = Poll.POLLIN }];
         Sys.TryPoll(fds, waitMilliseconds, out _);
         probe.Drain();
