@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using Rstmem.Interop.Model.Pools;
+using Rstmem.Model.Pools;
 
 namespace Rstmem.Benchmarks;
 

@@ -6,7 +6,9 @@ switch (which)
     case "allocator":
         AllocatorBenchmark.Run(args.Skip(1).ToArray());
         return 0;
+    case "broker":
+        return BrokerBenchmark.Run(args.Skip(1).ToArray(), Console.Out, Console.Error);
     default:
-        Console.Error.WriteLine($"rstmem-benchmarks: unknown benchmark '{which}'; expected: allocator");
+        Console.Error.WriteLine($"rstmem-benchmarks: unknown benchmark '{which}'; expected: allocator, broker");
         return 2;
 }

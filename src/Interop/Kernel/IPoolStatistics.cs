@@ -1,4 +1,3 @@
-using Rstmem.Interop.Model.Pools;
 
 namespace Rstmem.Interop.Kernel;
 

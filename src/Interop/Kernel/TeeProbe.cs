@@ -1,4 +1,3 @@
-using Rstmem.Interop.Model;
 using Rstmem.Interop.Uapi;
 
 namespace Rstmem.Interop.Kernel;

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "rstmem-private.h"
-#include "tee-register-fd.h"
+#include "rstmem-uapi-ext.h"	/* src/Interop/include: TEE definitions no released header carries */
 
 static int ioctl_restarting(int fd, unsigned long request, void *arg)
 {
@@ -52,8 +52,8 @@ RSTMEM_EXPORT int rstmem_tee_register(int tee_fd, int dmabuf_fd, struct rstmem_t
 		/* Not this layout (tee_ioctl() answers EINVAL for an unknown
 		 * number), or a real refusal: try the older vendor layout. */
 		int mainline_error = shm_fd;
-		struct rstmem_tee_shm_register_fd_data_v1 v1 = { .fd = dmabuf_fd, .flags = 0 };
-		shm_fd = ioctl_restarting(tee_fd, RSTMEM_TEE_IOC_SHM_REGISTER_FD_V1, &v1);
+		struct tee_ioctl_shm_register_fd_data_v1 v1 = { .fd = dmabuf_fd, .flags = 0 };
+		shm_fd = ioctl_restarting(tee_fd, TEE_IOC_SHM_REGISTER_FD_V1, &v1);
 		if (shm_fd < 0) {
 			int err = shm_fd == -EINVAL || shm_fd == -ENOTTY ? mainline_error : shm_fd;
 			rstmem_debug("TEE_IOC_SHM_REGISTER_FD of dma-buf %d on TEE fd %d: %s (mainline layout), "

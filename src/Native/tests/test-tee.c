@@ -9,9 +9,10 @@
  * 2. Both ioctl layouts against a fake TEE: this program defines ioctl(),
  *    which interposes libc's for librstmem (the executable's definition comes
  *    first in symbol lookup), answers for one descriptor as scripted and
- *    passes every other call to the kernel. It checks the exact numbers
- *    (0xC018A408 mainline, 0xC020A408 older layout, from the kernel ABI
- *    notes), the fields written, the fallback rule and close-on-exec.
+ *    passes every other call to the kernel. It checks the numbers (the
+ *    mainline and older layouts of src/Interop/include/rstmem-uapi-ext.h,
+ *    which the C# ABI proof also checks), the fields written, the fallback
+ *    rule and close-on-exec.
  * 3. With RSTMEM_TEST_TEE_DEVICE=/dev/tee0 (and RSTMEMD_SOCKET naming a
  *    daemon on a real protected-memory backend), a real registration: run by
  *    hand in a guest with a mainline kernel and OP-TEE.
@@ -26,8 +27,10 @@
 
 #include <rstmem/rstmem.h>
 
-#define MAINLINE_NR	0xC018A408ul	/* _IOWR(0xa4, 8, 24 bytes) */
-#define OLDER_NR	0xC020A408ul	/* _IOWR(0xa4, 8, 32 bytes) */
+#include "rstmem-uapi-ext.h"
+
+#define MAINLINE_NR	((unsigned long)TEE_IOC_SHM_REGISTER_FD)
+#define OLDER_NR	((unsigned long)TEE_IOC_SHM_REGISTER_FD_V1)
 
 /* ---- the fake TEE ---------------------------------------------------------- */
 

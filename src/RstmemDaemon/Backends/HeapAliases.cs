@@ -1,4 +1,5 @@
-using Rstmem.Interop.Model;
+using Rstmem.Interop;
+using Rstmem.Model;
 
 namespace Rstmem.Daemon.Backends;
 

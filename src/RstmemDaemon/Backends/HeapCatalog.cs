@@ -1,6 +1,6 @@
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 
 namespace Rstmem.Daemon.Backends;
 

@@ -1,7 +1,7 @@
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 using Rstmem.Interop.Uapi;
 
 namespace Rstmem.Daemon.Backends;
@@ -39,7 +39,7 @@ public abstract class HeapProvider(IKernel kernel, string name, UseCase? useCase
     public abstract Errno Allocate(long requestedSize, out SafeFd buffer, out long size);
 
     /// <summary>The pool's counters, when the kernel knows them.</summary>
-    public Interop.Model.Pools.PoolCounters? Counters =>
+    public PoolCounters? Counters =>
         (Kernel as IPoolStatistics)?.TryGetCounters(UseCase is not null && Generation == KernelGeneration.V4 ? UseCase.Name : Name);
 
     /// <summary>The dma-buf's size as the kernel reports it: lseek(fd, 0, SEEK_END).</summary>

@@ -3,8 +3,8 @@ using Microsoft.Extensions.Logging;
 using Rstmem.Daemon.Backends;
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
-using Rstmem.Interop.Model;
-using Rstmem.Interop.Model.Pools;
+using Rstmem.Model;
+using Rstmem.Model.Pools;
 using Rstmem.Interop.Uapi;
 using static Rstmem.Daemon.Protocol.RstmemProtocol;
 

@@ -5,7 +5,7 @@ using Rstmem.Daemon.Client;
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 
 namespace Rstmem.Daemon.Cli;
 

@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
-using Rstmem.Daemon.Conformance;
+using Rstmem.Interop;
+using Rstmem.Conformance;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 
 namespace Rstmem.Daemon.Cli;
 

@@ -8,7 +8,7 @@ using Rstmem.Daemon.Broker;
 using Rstmem.Daemon.Hosting;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 using Serilog;
 using Serilog.Events;
 

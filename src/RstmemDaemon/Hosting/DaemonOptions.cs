@@ -1,5 +1,6 @@
 using System.Globalization;
-using Rstmem.Interop.Model;
+using Rstmem.Interop;
+using Rstmem.Model;
 
 namespace Rstmem.Daemon.Hosting;
 

@@ -8,7 +8,7 @@ namespace Rstmem.Tests.Abi;
 /// <summary>
 /// The C# uapi against the real C headers: the machine's linux-libc-dev and
 /// glibc headers for x86_64, Debian's cross headers for arm64 and armhf (run
-/// under qemu-user), plus tests/abi/include for the never-released definitions.
+/// under qemu-user), plus src/Interop/include for the never-released definitions.
 /// i386 is not compiled here (Debian's gcc-multilib conflicts with the cross
 /// compilers); its one difference is pinned by a literal in IoctlEncodingTests.
 /// </summary>

@@ -25,7 +25,7 @@ internal sealed record Toolchain(AbiTarget Target, string Compiler, string[] Fla
 /// Generates a C program from the C# catalog that prints, as JSON, what the
 /// real headers say about every ioctl, struct and constant the catalog
 /// declares; compiles it against the machine's uapi headers (plus
-/// tests/abi/include for definitions no released header has) and runs it.
+/// src/Interop/include for definitions no released header has) and runs it.
 /// A C# declaration with no C counterpart fails to compile.
 /// </summary>
 internal static class CProbe

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using Rstmem.Daemon.Backends;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 using Rstmem.Interop.Uapi;
 using Rstmem.Tests.Support;
 

@@ -64,7 +64,7 @@ public sealed class ServeProcessTests : IDisposable
             Assert.Equal(Errno.None, Interop.Sys.TryBindUnix(notify, notifyPath));
             using Process daemon = Start(["serve", "--backend", "model", "--socket", SocketPath],
                 new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath, ["JOURNAL_STREAM"] = "8:12345" });
-            Task<string> stderr = daemon.StandardError.ReadToEndAsync();
+            Task<string> stderr = daemon.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
 
             string ready = ReadDatagram(notify, 30_000);
             Assert.Contains("READY=1", ready, StringComparison.Ordinal);

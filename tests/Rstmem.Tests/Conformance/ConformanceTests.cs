@@ -1,10 +1,10 @@
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using Rstmem.Daemon.Cli;
-using Rstmem.Daemon.Conformance;
+using Rstmem.Conformance;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 using Rstmem.Interop.Uapi;
 using Rstmem.Tests.Support;
 

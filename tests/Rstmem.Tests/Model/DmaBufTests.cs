@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 using Rstmem.Interop.Uapi;
 using Rstmem.Tests.Support;
 

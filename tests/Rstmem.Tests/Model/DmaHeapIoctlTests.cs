@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using Rstmem.Interop;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 using Rstmem.Interop.Uapi;
 using Rstmem.Tests.Support;
 

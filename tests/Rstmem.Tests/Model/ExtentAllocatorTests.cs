@@ -1,4 +1,4 @@
-using Rstmem.Interop.Model.Pools;
+using Rstmem.Model.Pools;
 
 namespace Rstmem.Tests.Model;
 

@@ -1,6 +1,6 @@
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 using Rstmem.Interop.Uapi;
 using Rstmem.Tests.Support;
 

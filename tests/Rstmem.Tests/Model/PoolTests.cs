@@ -1,5 +1,5 @@
 using Rstmem.Interop;
-using Rstmem.Interop.Model.Pools;
+using Rstmem.Model.Pools;
 
 namespace Rstmem.Tests.Model;
 

@@ -1,9 +1,10 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using Rstmem.Interop;
 using Rstmem.Daemon.Backends;
 using Rstmem.Daemon.Broker;
 using Rstmem.Daemon.Hosting;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 
 namespace Rstmem.Tests.Support;
 

@@ -1,7 +1,7 @@
 using System.Text;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
-using Rstmem.Interop.Model;
+using Rstmem.Model;
 using Rstmem.Interop.Uapi;
 
 namespace Rstmem.Tests.Support;

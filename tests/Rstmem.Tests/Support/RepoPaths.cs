@@ -5,7 +5,7 @@ internal static class RepoPaths
 {
     public static string Root { get; } = FindRoot();
 
-    public static string AbiIncludeDir => Path.Combine(Root, "tests", "abi", "include");
+    public static string AbiIncludeDir => Path.Combine(Root, "src", "Interop", "include");
 
     /// <summary>The built rstmemd.dll next to the tests (the project reference copies it).</summary>
     public static string RstmemdDll => Path.Combine(AppContext.BaseDirectory, "rstmemd.dll");

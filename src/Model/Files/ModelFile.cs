@@ -1,0 +1,65 @@
+using Rstmem.Interop.Uapi;
+using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
+
+namespace Rstmem.Model.Files;
+
+/// <summary>
+/// What the model keeps behind one of its descriptors. Each is backed by a
+/// real memfd (so it can cross processes), recognised by its (device, inode)
+/// and forgotten when the kernel evicts that inode — the last reference
+/// anywhere is gone. The defaults are those of a file whose
+/// file_operations lack the hook: no llseek (ESPIPE), no mmap (ENODEV), no
+/// ioctl (ENOTTY).
+/// </summary>
+internal abstract class ModelFile
+{
+    public FileIdentity Identity { get; set; }
+
+    /// <summary>What /proc/self/fd/N links to names the buffer; used to count references.</summary>
+    public string MemfdName { get; set; } = "";
+
+    public virtual Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
+    {
+        result = -1;
+        return Errno.ENOTTY;
+    }
+
+    public virtual Errno LSeek(SafeFd fd, long offset, int whence, out long position)
+    {
+        position = -1;
+        return Errno.ESPIPE;
+    }
+
+    public virtual Errno Mmap(SafeFd fd, nuint length, int prot, int flags, long offset, out nint address)
+    {
+        address = 0;
+        return Errno.ENODEV;
+    }
+
+    /// <summary>Lines the kernel's show_fdinfo hook would add after the generic ones.</summary>
+    public virtual IEnumerable<string> FdInfoLines() => [];
+
+    /// <summary>The f_flags mask the real file would show (procfs adds O_CLOEXEC itself).</summary>
+    public virtual int FdInfoFlagsMask => ~0;
+
+    /// <summary>The last reference is gone (the model's release watcher saw the inode evicted).</summary>
+    public virtual void Released() { }
+
+    /// <summary>do_mmap's own checks, made before any driver hook: length, alignment, access mode.</summary>
+    protected static Errno GenericMmapChecks(SafeFd fd, nuint length, int prot, int flags, long offset)
+    {
+        if (length == 0 || offset % Environment.SystemPageSize != 0 || offset < 0)
+        {
+            return Errno.EINVAL;
+        }
+        int accessMode = Sys.GetStatusFlags(fd) & Fcntl.O_ACCMODE;
+        bool readable = accessMode is Fcntl.O_RDONLY or Fcntl.O_RDWR;
+        bool writable = accessMode is Fcntl.O_WRONLY or Fcntl.O_RDWR;
+        if (!readable || ((flags & Mman.MAP_SHARED) != 0 && (prot & Mman.PROT_WRITE) != 0 && !writable))
+        {
+            return Errno.EACCES;
+        }
+        return Errno.None;
+    }
+}

@@ -1,0 +1,581 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Rstmem.Interop.Kernel;
+using Rstmem.Model.Files;
+using Rstmem.Model.Pools;
+using Rstmem.Interop.Uapi;
+using Rstmem.Interop;
+
+namespace Rstmem.Model;
+
+/// <summary>
+/// The reference kernel model: TEE devices and DMA heaps of one kernel
+/// generation, in-process, answering the <see cref="IKernel"/> surface as the
+/// real kernel does (docs/kernel-semantics.md). Buffers are sealed memfds —
+/// real descriptors that can be passed to other processes — and their pool
+/// memory is returned when the last reference anywhere is closed, learned from
+/// inotify. A descriptor the model did not create is passed to the real
+/// system call, as a real kernel would treat it.
+/// </summary>
+public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
+{
+    public const string DeviceDirectory = "/dev";
+    public const string HeapDirectory = "/dev/dma_heap";
+    public const string TeeName = "tee0";
+    public const string TeePrivName = "teepriv0";
+
+    private readonly ConcurrentDictionary<FileIdentity, ModelFile> files = new();
+    private readonly ReleaseWatcher releases = new(closeMeansRelease: false);
+    private readonly Dictionary<string, ModelHeap> heaps = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ModelHeap> useCaseHeaps = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, FaultPlan> faults = new(StringComparer.Ordinal);
+    private readonly Lock gate = new();
+    private readonly ModelTeeDevice tee = new(TeeName, privileged: false);
+    private readonly ModelTeeDevice teePriv = new(TeePrivName, privileged: true);
+    private readonly Thread drainer;
+    private readonly SafeFd wakeWriter;
+    private readonly SafeFd wakeReader;
+    private long nextBufferId;
+    private long liveBuffers;
+    private volatile bool disposed;
+    private Exception? drainFailure;
+
+    public ModelKernel(ModelOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Options = options;
+        Generation = options.ValidatedGeneration();
+        PageSize = (long)Page.Size;
+        CreateHeaps();
+
+        Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter)
+            .ThrowIfError("socketpair");
+        // Keeps the inotify queue short when nobody calls in, so releases are never lost to
+        // IN_Q_OVERFLOW. It drains on a timer rather than on every event: every observer drains
+        // before it looks anyway, and a wake-up per released buffer would cost a context switch.
+        drainer = new Thread(DrainLoop) { IsBackground = true, Name = "rstmem-model-releases" };
+        drainer.Start();
+    }
+
+    public ModelOptions Options { get; }
+
+    public KernelGeneration Generation { get; }
+
+    public long PageSize { get; }
+
+    public string Description => $"reference kernel model (generation {Generation.Name()})";
+
+    public bool CloseEventMarksRelease => false;
+
+    PoolCounters? IPoolStatistics.TryGetCounters(string heapOrUseCase)
+    {
+        Drain();
+        return HeapOrUseCase(heapOrUseCase)?.Pool.Counters;
+    }
+
+    /// <summary>Buffers exported and not yet released (dma-bufs only).</summary>
+    public long LiveBuffers
+    {
+        get
+        {
+            Drain();
+            return Interlocked.Read(ref liveBuffers);
+        }
+    }
+
+    /// <summary>The inotify queue overflowed: some releases may have been missed (never expected).</summary>
+    public long ReleaseEventsLost => releases.Overflows;
+
+    internal bool HasRstmemPools => useCaseHeaps.Count > 0;
+
+    // ---- the kernel surface ----------------------------------------------
+
+    public Errno Open(string path, int flags, out SafeFd fd)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        Drain();
+        fd = SafeFd.Invalid;
+        if (TeeDeviceAt(path) is { } device)
+        {
+            if (!device.Bound)
+            {
+                return Errno.ENOENT;
+            }
+            // optee_open: the supplicant device may be opened once.
+            if (device.Privileged && Interlocked.CompareExchange(ref device.OpenCount, 1, 0) != 0)
+            {
+                return Errno.EBUSY;
+            }
+            var context = new TeeContextFile(this, device);
+            Errno errno = CreateFile($"model:{device.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, context,
+                onReleased: device.Privileged ? () => Interlocked.Exchange(ref device.OpenCount, 0) : null, out fd);
+            if (errno != Errno.None && device.Privileged)
+            {
+                Interlocked.Exchange(ref device.OpenCount, 0);
+            }
+            return errno;
+        }
+        if (path.StartsWith(HeapDirectory + "/", StringComparison.Ordinal) && HeapAt(path[(HeapDirectory.Length + 1)..]) is { Removed: false } heap)
+        {
+            return CreateFile($"model:dma_heap:{heap.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, new HeapFile(this, heap), null, out fd);
+        }
+        return Errno.ENOENT;
+    }
+
+    public Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
+    {
+        Errno errno = Lookup(fd, out ModelFile? file);
+        if (file is null)
+        {
+            result = -1;
+            return errno != Errno.None ? errno : Sys.TryIoctl(fd, request, argument, out result);
+        }
+        return file.Ioctl(fd, request, argument, out result);
+    }
+
+    public Errno LSeek(SafeFd fd, long offset, int whence, out long position)
+    {
+        Errno errno = Lookup(fd, out ModelFile? file);
+        if (file is null)
+        {
+            position = -1;
+            return errno != Errno.None ? errno : Sys.TryLSeek(fd, offset, whence, out position);
+        }
+        return file.LSeek(fd, offset, whence, out position);
+    }
+
+    public Errno Mmap(SafeFd fd, nuint length, int prot, int flags, long offset, out nint address)
+    {
+        Errno errno = Lookup(fd, out ModelFile? file);
+        if (file is null)
+        {
+            address = 0;
+            return errno != Errno.None ? errno : Sys.TryMmap(fd, length, prot, flags, offset, out address);
+        }
+        return file.Mmap(fd, length, prot, flags, offset, out address);
+    }
+
+    public Errno Munmap(nint address, nuint length) => Sys.TryMunmap(address, length);
+
+    public Errno ReadFdInfo(SafeFd fd, out string fdinfo)
+    {
+        Errno errno = LinuxKernel.Instance.ReadFdInfo(fd, out string generic);
+        fdinfo = generic;
+        if (errno != Errno.None || Lookup(fd, out ModelFile? file) != Errno.None || file is null)
+        {
+            return errno;
+        }
+        var lines = new List<string>();
+        foreach (string line in generic.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (line.StartsWith("flags:", StringComparison.Ordinal))
+            {
+                int flags = Convert.ToInt32(line["flags:".Length..].Trim(), 8);
+                lines.Add("flags:\t" + Convert.ToString(flags & file.FdInfoFlagsMask, 8).PadLeft(8, '0'));
+            }
+            else
+            {
+                lines.Add(line);
+            }
+        }
+        lines.AddRange(file.FdInfoLines());
+        fdinfo = string.Join('\n', lines) + "\n";
+        return Errno.None;
+    }
+
+    public IReadOnlyList<string> ListDirectory(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        string directory = path.TrimEnd('/');
+        lock (gate)
+        {
+            if (directory == HeapDirectory)
+            {
+                return heaps.Values.Where(h => !h.Removed).Select(h => h.Name).Order(StringComparer.Ordinal).ToList();
+            }
+            if (directory == DeviceDirectory)
+            {
+                var names = new List<string>();
+                if (heaps.Values.Any(h => !h.Removed))
+                {
+                    names.Add("dma_heap");
+                }
+                names.AddRange(new[] { tee, teePriv }.Where(d => d.Bound).Select(d => d.Name));
+                return names.Order(StringComparer.Ordinal).ToList();
+            }
+        }
+        return [];
+    }
+
+    // ---- model controls: counters and fault injection --------------------
+
+    /// <summary>Every pool's counters, after handling releases that have happened.</summary>
+    public IReadOnlyList<PoolCounters> PoolCounters()
+    {
+        Drain();
+        lock (gate)
+        {
+            return heaps.Values.Concat(useCaseHeaps.Values).Select(h => h.Pool).Distinct().Select(p => p.Counters).ToList();
+        }
+    }
+
+    /// <summary>One pool's counters, by heap name or use case.</summary>
+    public PoolCounters PoolCounters(string heapOrUseCase)
+    {
+        Drain();
+        return (HeapOrUseCase(heapOrUseCase) ?? throw UnknownHeap(heapOrUseCase)).Pool.Counters;
+    }
+
+    /// <summary>The names of the heaps (by node name) and, in v4, the use cases that have a pool.</summary>
+    public IReadOnlyList<string> PoolNames()
+    {
+        lock (gate)
+        {
+            return heaps.Keys.Concat(useCaseHeaps.Keys).Order(StringComparer.Ordinal).ToList();
+        }
+    }
+
+    /// <summary>Makes the next <paramref name="count"/> allocations from a heap (or v4 use case) fail with <paramref name="errno"/>.</summary>
+    public void InjectFailures(string heapOrUseCase, int count, Errno errno)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ModelHeap heap = HeapOrUseCase(heapOrUseCase) ?? throw UnknownHeap(heapOrUseCase);
+        lock (gate)
+        {
+            faults[heap.Pool.Name] = new FaultPlan(count, errno);
+        }
+    }
+
+    /// <summary>
+    /// Unbinds the TEE backend (mainline tee_device_unregister after its last
+    /// buffer): /dev/tee0 and /dev/teepriv0 disappear, the TEE heap nodes
+    /// stay, and allocations from them give EINVAL. Existing buffers stay valid.
+    /// </summary>
+    public void UnbindTee()
+    {
+        lock (gate)
+        {
+            tee.Bound = false;
+            teePriv.Bound = false;
+        }
+    }
+
+    /// <summary>Removes a heap node: open gives ENOENT and it leaves the listing; open descriptors keep working.</summary>
+    public void RemoveHeap(string name)
+    {
+        lock (gate)
+        {
+            (heaps.GetValueOrDefault(name) ?? throw UnknownHeap(name)).Removed = true;
+        }
+    }
+
+    /// <summary>Handles every release that has happened; returns how many files were released.</summary>
+    public int Drain()
+    {
+        if (Volatile.Read(ref drainFailure) is { } failure)
+        {
+            throw new InvalidOperationException("the model's release handling failed: " + failure.Message, failure);
+        }
+        return releases.Drain();
+    }
+
+    public void Dispose()
+    {
+        if (disposed)
+        {
+            return;
+        }
+        disposed = true;
+        Sys.TryWrite(wakeWriter, [1], out _);
+        drainer.Join();
+        releases.Dispose();
+        wakeWriter.Dispose();
+        wakeReader.Dispose();
+    }
+
+    // ---- used by the model's files ----------------------------------------
+
+    internal ModelHeap? UseCaseHeap(UseCase useCase)
+    {
+        lock (gate)
+        {
+            return useCaseHeaps.GetValueOrDefault(useCase.Name);
+        }
+    }
+
+    /// <summary>A heap's ops->allocate (after dma_heap_ioctl's own checks): TEE binding, faults, pool, export.</summary>
+    internal Errno AllocateFromHeap(ModelHeap heap, ulong length, int fdFlags, out int fd)
+    {
+        fd = -1;
+        if (heap.TeeDevice is { Bound: false })
+        {
+            return Errno.EINVAL; // tee_dma_heap_alloc: h->teedev is NULL after teardown
+        }
+        if (length > long.MaxValue)
+        {
+            return Errno.ENOMEM;
+        }
+        return Export(heap, (long)length, fdFlags & Fcntl.O_ACCMODE, (fdFlags & Fcntl.O_CLOEXEC) != 0, heap.TeeDevice, onFreed: null, out fd);
+    }
+
+    /// <summary>v4 tee_rstmem_alloc after its checks: id from the device, pool, read-only close-on-exec dma-buf.</summary>
+    internal Errno AllocateRstmem(ModelTeeDevice device, ModelHeap pool, long size, out int id, out int fd)
+    {
+        int reserved = device.Ids.Allocate();
+        Errno errno = Export(pool, size, Fcntl.O_RDONLY, closeOnExec: true, device, onFreed: () => device.Ids.Release(reserved), out fd);
+        if (errno != Errno.None)
+        {
+            device.Ids.Release(reserved);
+        }
+        id = errno == Errno.None ? reserved : 0;
+        return errno;
+    }
+
+    /// <summary>A tee_shm descriptor: from SHM_ALLOC (<paramref name="registered"/> null) or SHM_REGISTER_FD.</summary>
+    internal Errno CreateTeeShm(ModelTeeDevice device, long size, ModelDmaBuf? registered, out int id, out long rounded, out int fd)
+    {
+        rounded = (long)Page.Align((ulong)size);
+        id = device.Ids.Allocate();
+        registered?.AddReference();
+        var shm = new TeeShmFile(device.Ids, id, rounded, registered);
+        Errno errno = CreateFile($"model:tee_shm:{device.Name}:{id}", registered is null ? rounded : 0, Fcntl.O_RDWR, closeOnExec: false,
+            sealWrite: false, shm, null, out SafeFd handle);
+        if (errno != Errno.None)
+        {
+            registered?.DropReference();
+            device.Ids.Release(id);
+            fd = -1;
+            return errno;
+        }
+        fd = handle.DangerousReleaseOwnership();
+        return Errno.None;
+    }
+
+    /// <summary>The model's dma-buf behind a raw descriptor number of this process, or null (closed, or not one of ours).</summary>
+    internal ModelDmaBuf? FindDmaBuf(int fd)
+    {
+        if (fd < 0)
+        {
+            return null;
+        }
+        using SafeFd borrowed = SafeFd.DangerousBorrow(fd);
+        return Lookup(borrowed, out ModelFile? file) == Errno.None ? file as ModelDmaBuf : null;
+    }
+
+    // ---- internals --------------------------------------------------------
+
+    private Errno Export(ModelHeap heap, long size, int accessMode, bool closeOnExec, ModelTeeDevice? device, Action? onFreed, out int fd)
+    {
+        fd = -1;
+        FaultPlan? plan;
+        lock (gate)
+        {
+            plan = faults.GetValueOrDefault(heap.Pool.Name);
+        }
+        if (plan is not null && plan.TryTake(out Errno injected))
+        {
+            return injected;
+        }
+        Drain(); // memory freed by closes that already happened is available
+        Errno errno = heap.Pool.TryAllocate(size, out long offset);
+        if (errno != Errno.None)
+        {
+            return errno;
+        }
+        long bufferId = Interlocked.Increment(ref nextBufferId);
+        var buffer = new ModelDmaBuf(heap.Exporter, heap.ExpName, size, heap.Pool, offset, _ =>
+        {
+            Interlocked.Decrement(ref liveBuffers);
+            onFreed?.Invoke();
+        })
+        { TeeDevice = device };
+        bool restricted = heap.Exporter is ExporterKind.TeeHeap or ExporterKind.V4Rstmem;
+        errno = CreateFile($"{heap.Name}:{bufferId.ToString(CultureInfo.InvariantCulture)}", size, accessMode, closeOnExec, sealWrite: restricted,
+            buffer, null, out SafeFd handle);
+        if (errno != Errno.None)
+        {
+            heap.Pool.Free(offset, size);
+            return errno;
+        }
+        Interlocked.Increment(ref liveBuffers);
+        fd = handle.DangerousReleaseOwnership();
+        return Errno.None;
+    }
+
+    /// <summary>
+    /// Makes the real descriptor behind a model file: a memfd of the given size,
+    /// sealed against resizing (and writes, for restricted memory), reopened
+    /// with the requested access mode, registered by identity and watched for
+    /// its last close. The caller owns the returned descriptor.
+    /// </summary>
+    private Errno CreateFile(string name, long size, int accessMode, bool closeOnExec, bool sealWrite, ModelFile file, Action? onReleased, out SafeFd fd)
+    {
+        fd = SafeFd.Invalid;
+        Errno errno = Sys.TryMemfdCreate(name, Memfd.MFD_ALLOW_SEALING, out SafeFd memfd);
+        if (errno != Errno.None)
+        {
+            return errno;
+        }
+        bool handedOver = false;
+        try
+        {
+            if (size > 0 && (errno = Sys.TryFTruncate(memfd, size)) != Errno.None)
+            {
+                return errno;
+            }
+            int seals = Fcntl.F_SEAL_SHRINK | Fcntl.F_SEAL_GROW | Fcntl.F_SEAL_SEAL | (sealWrite ? Fcntl.F_SEAL_WRITE : 0);
+            if ((errno = Sys.TryFcntl(memfd, Fcntl.F_ADD_SEALS, seals, out _)) != Errno.None)
+            {
+                return errno;
+            }
+            // The access mode of a dma-buf comes from fd_flags (O_CLOEXEC alone: read-only;
+            // O_ACCMODE: neither). A fresh open of the memfd gives exactly that; the original
+            // closes before anyone watches, so its close is not a release.
+            SafeFd handle;
+            if (accessMode == Fcntl.O_RDWR)
+            {
+                handle = memfd;
+                handedOver = true;
+            }
+            else if ((errno = Sys.TryOpen($"/proc/self/fd/{memfd.DangerousFd.ToString(CultureInfo.InvariantCulture)}", accessMode, out handle)) != Errno.None)
+            {
+                return errno;
+            }
+            if (!closeOnExec && (errno = Sys.TryFcntl(handle, Fcntl.F_SETFD, 0, out _)) != Errno.None)
+            {
+                handle.Dispose();
+                return errno;
+            }
+            if ((errno = Sys.TryGetIdentity(handle, out FileIdentity identity)) != Errno.None)
+            {
+                handle.Dispose();
+                return errno;
+            }
+            file.Identity = identity;
+            file.MemfdName = name;
+            Drain(); // an inode number freed a moment ago must not meet its old entry
+            files[identity] = file;
+            errno = releases.TryWatch(handle, () =>
+            {
+                files.TryRemove(new KeyValuePair<FileIdentity, ModelFile>(identity, file));
+                file.Released();
+                onReleased?.Invoke();
+            });
+            if (errno != Errno.None)
+            {
+                files.TryRemove(new KeyValuePair<FileIdentity, ModelFile>(identity, file));
+                handle.Dispose();
+                return errno;
+            }
+            fd = handle;
+            return Errno.None;
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                memfd.Dispose();
+            }
+        }
+    }
+
+    private Errno Lookup(SafeFd fd, out ModelFile? file)
+    {
+        ArgumentNullException.ThrowIfNull(fd);
+        file = null;
+        Drain();
+        Errno errno = Sys.TryGetIdentity(fd, out FileIdentity identity);
+        if (errno != Errno.None)
+        {
+            return errno;
+        }
+        file = files.GetValueOrDefault(identity);
+        return Errno.None;
+    }
+
+    private ModelTeeDevice? TeeDeviceAt(string path) => path switch
+    {
+        DeviceDirectory + "/" + TeeName => tee,
+        DeviceDirectory + "/" + TeePrivName => teePriv,
+        _ => null,
+    };
+
+    private ModelHeap? HeapAt(string name)
+    {
+        lock (gate)
+        {
+            return heaps.GetValueOrDefault(name);
+        }
+    }
+
+    private ModelHeap? HeapOrUseCase(string name)
+    {
+        lock (gate)
+        {
+            return heaps.GetValueOrDefault(name) ?? useCaseHeaps.GetValueOrDefault(name)
+                ?? heaps.Values.FirstOrDefault(h => h.UseCase?.Name == name);
+        }
+    }
+
+    private ArgumentException UnknownHeap(string name) =>
+        new($"the model has no heap or use case '{name}'; it has {string.Join(", ", PoolNames())}", nameof(name));
+
+    private void CreateHeaps()
+    {
+        long systemSize = ByteSize.Parse(Options.SystemHeapSize, "Model:SystemHeapSize");
+        AddHeap(new ModelHeap("system", ExporterKind.SystemHeap, new PagePool("system", systemSize, PageSize), "system", null, null));
+        long cmaSize = ByteSize.Parse(Options.CmaHeapSize, "Model:CmaHeapSize");
+        if (cmaSize > 0)
+        {
+            AddHeap(new ModelHeap(Options.CmaHeapName, ExporterKind.CmaHeap, new StaticPool(Options.CmaHeapName, cmaSize, PageSize), Options.CmaHeapName, null, null));
+        }
+        foreach (UseCase useCase in UseCase.All)
+        {
+            if (!Options.UseCases.TryGetValue(useCase.Name, out UseCasePoolOptions? pool) || !pool.Enabled)
+            {
+                continue;
+            }
+            long size = ByteSize.Parse(pool.Size, $"Model:UseCases:{useCase.Name}:Size");
+            MemoryPool memory = pool.Kind == "dynamic"
+                ? new DynamicPool(useCase.Name, size, PageSize)
+                : new StaticPool(useCase.Name, size, PageSize);
+            if (Generation.HeapPrefix() is { } prefix)
+            {
+                // drivers/tee/tee_heap.c: exp_name is never set, so it is KBUILD_MODNAME, "tee".
+                AddHeap(new ModelHeap(prefix + useCase.Name, ExporterKind.TeeHeap, memory, "tee", tee, useCase));
+            }
+            else
+            {
+                useCaseHeaps[useCase.Name] = new ModelHeap(useCase.Name, ExporterKind.V4Rstmem, memory, "tee", tee, useCase);
+            }
+        }
+    }
+
+    private void AddHeap(ModelHeap heap) => heaps[heap.Name] = heap;
+
+    private const int DrainIntervalMilliseconds = 100;
+
+    private void DrainLoop()
+    {
+        Span<pollfd> fds = stackalloc pollfd[1];
+        while (!disposed)
+        {
+            fds[0] = new pollfd { fd = wakeReader.DangerousFd, events = Poll.POLLIN };
+            Sys.TryPoll(fds, DrainIntervalMilliseconds, out _);
+            if (disposed)
+            {
+                return;
+            }
+            try
+            {
+                releases.Drain();
+            }
+            catch (Exception e) when (e is InvalidOperationException or ErrnoException or ArgumentException)
+            {
+                // A broken invariant (a double free): report it to the next caller instead of killing the process.
+                Volatile.Write(ref drainFailure, e);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Rstmem.Daemon.Client;
+using Rstmem.Interop;
+
+namespace Rstmem.Benchmarks;
+
+/// <summary>
+/// <c>./build.sh bench broker [--clients N] [--size S] [--seconds T] [--daemon PATH]</c>:
+/// allocation round trip (request sent to descriptor in hand) and throughput
+/// of rstmemd on the model, against a C baseline that does the same work
+/// (src/Native/bench/rstmem-bench-server.c: an epoll server sending a fresh
+/// sealed memfd per request), measured in the same run by the same C load
+/// generator, unpinned and with server and clients pinned to CPU 0 alike.
+/// The daemon is the rstmemd.dll built beside this benchmark, or the
+/// executable given with --daemon (a published build).
+/// </summary>
+internal static class BrokerBenchmark
+{
+    private sealed record Result(double P50, double P99, double Throughput, long RoundTrips, long Errors);
+
+    private const string Usage = "usage: rstmem-benchmarks broker [--clients N] [--size S] [--seconds T] [--daemon PATH]";
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        int clients = 16;
+        long bytes = 1 << 20;
+        double seconds = 3;
+        string? daemon = null;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string option = args[i];
+            if (i + 1 >= args.Length)
+            {
+                return UsageError(stderr, $"{option}: expected a value after it");
+            }
+            string value = args[++i];
+            switch (option)
+            {
+                case "--clients" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 256:
+                    clients = n;
+                    break;
+                case "--clients":
+                    return UsageError(stderr, $"--clients: '{value}' is out of range; expected 1 to 256");
+                case "--size" when ByteSize.TryParse(value, out long parsed) && parsed > 0:
+                    bytes = parsed;
+                    break;
+                case "--size":
+                    return UsageError(stderr, $"--size: '{value}' is not a size; expected {ByteSize.Expected}");
+                case "--seconds" when double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double t) && t is > 0 and <= 600:
+                    seconds = t;
+                    break;
+                case "--seconds":
+                    return UsageError(stderr, $"--seconds: '{value}' is out of range; expected more than 0 and at most 600");
+                case "--daemon" when File.Exists(value):
+                    daemon = Path.GetFullPath(value);
+                    break;
+                case "--daemon":
+                    return UsageError(stderr, $"--daemon: '{value}' does not exist; expected the path of an rstmemd executable");
+                default:
+                    return UsageError(stderr, $"unknown option '{option}'");
+            }
+        }
+        try
+        {
+            return Measure(clients, bytes, seconds, daemon, stdout);
+        }
+        catch (Exception e) when (e is InvalidOperationException or RstmemException or IOException or System.ComponentModel.Win32Exception)
+        {
+            stderr.WriteLine($"rstmem-benchmarks broker: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int UsageError(TextWriter stderr, string message)
+    {
+        stderr.WriteLine($"rstmem-benchmarks broker: {message}");
+        stderr.WriteLine(Usage);
+        return 2;
+    }
+
+    private static int Measure(int clients, long size, double seconds, string? daemonPath, TextWriter stdout)
+    {
+        string native = FindNativeDirectory();
+        string directory = Directory.CreateTempSubdirectory("rstmemd-bench-").FullName;
+        try
+        {
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"rstmemd bench: {ByteSize.Format(size)} buffers, {seconds:0.#} s per run, {Environment.ProcessorCount} CPUs; round trip = request sent to descriptor in hand"));
+            stdout.WriteLine("load generator: src/Native/bench/rstmem-bench-client.c against both servers; pinned = server and clients on CPU 0 (taskset -c 0)");
+            stdout.WriteLine();
+            stdout.WriteLine($"{"clients",7}  {"pinning",-8}  {"server",-22}  {"p50 us",8}  {"p99 us",8}  {"allocs/s",10}");
+            var rows = new List<(int Clients, bool Pinned, Result Ours, Result Baseline)>();
+            foreach (int n in clients == 1 ? new[] { 1 } : [1, clients])
+            {
+                foreach (bool pinned in new[] { false, true })
+                {
+                    Result ours = Measure(native, directory, pinned, n, size, seconds, daemon: true, daemonPath);
+                    Result baseline = Measure(native, directory, pinned, n, size, seconds, daemon: false, daemonPath);
+                    rows.Add((n, pinned, ours, baseline));
+                    Print(stdout, n, pinned, "rstmemd (model)", ours);
+                    Print(stdout, n, pinned, "C epoll baseline", baseline);
+                }
+            }
+            stdout.WriteLine();
+            stdout.WriteLine($"{"clients",7}  {"pinning",-8}  {"p50 ratio",9}  {"p99 ratio",9}  {"throughput ratio",16}  targets");
+            foreach (var (n, pinned, ours, baseline) in rows)
+            {
+                double p50 = ours.P50 / baseline.P50;
+                double p99 = ours.P99 / baseline.P99;
+                double throughput = ours.Throughput / baseline.Throughput;
+                string verdict = n == 1
+                    ? $"p50 <= 1.5x: {(p50 <= 1.5 ? "met" : "NOT met")}; p99 <= 3x: {(p99 <= 3 ? "met" : "NOT met")}"
+                    : $"throughput >= 0.6x: {(throughput >= 0.6 ? "met" : "NOT met")}";
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{n,7}  {(pinned ? "cpu 0" : "none"),-8}  {p50,8:F2}x  {p99,8:F2}x  {throughput,15:F2}x  {verdict}"));
+            }
+            return rows.Any(r => r.Ours.Errors > 0 || r.Baseline.Errors > 0) ? 1 : 0;
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private static void Print(TextWriter stdout, int clients, bool pinned, string server, Result r) =>
+        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{clients,7}  {(pinned ? "cpu 0" : "none"),-8}  {server,-22}  {r.P50,8:F1}  {r.P99,8:F1}  {r.Throughput,10:F0}"));
+
+    private static Result Measure(string native, string directory, bool pinned, int clients, long size, double seconds, bool daemon, string? daemonPath)
+    {
+        string socket = Path.Combine(directory, daemon ? "rstmemd.sock" : "baseline.sock");
+        using Process server = daemon ? StartDaemon(directory, socket, pinned, daemonPath) : StartBaseline(native, socket, pinned);
+        try
+        {
+            WaitUntilServing(socket, server, daemon);
+            ProcessStartInfo load = Command(pinned, Path.Combine(native, "rstmem-bench-client"),
+                ["--socket", socket, "--clients", clients.ToString(CultureInfo.InvariantCulture), "--size", size.ToString(CultureInfo.InvariantCulture),
+                 "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--target", "secure-video"]);
+            load.RedirectStandardOutput = true;
+            load.RedirectStandardError = true;
+            using Process generator = Process.Start(load)!;
+            Task<string> stderr = generator.StandardError.ReadToEndAsync();
+            string output = generator.StandardOutput.ReadToEnd();
+            generator.WaitForExit();
+            if (generator.ExitCode != 0)
+            {
+                throw new InvalidOperationException($"the load generator failed against {(daemon ? "rstmemd" : "the baseline")}: {stderr.GetAwaiter().GetResult().Trim()}");
+            }
+            using JsonDocument json = JsonDocument.Parse(output);
+            JsonElement root = json.RootElement;
+            return new Result(root.GetProperty("p50_us").GetDouble(), root.GetProperty("p99_us").GetDouble(),
+                root.GetProperty("throughput_per_s").GetDouble(), root.GetProperty("round_trips").GetInt64(), root.GetProperty("errors").GetInt64());
+        }
+        finally
+        {
+            if (!server.HasExited)
+            {
+                server.Kill();
+            }
+            server.WaitForExit();
+        }
+    }
+
+    private static Process StartDaemon(string directory, string socket, bool pinned, string? daemonPath)
+    {
+        // A pool large enough that the run measures the broker, not exhaustion (memfds cost nothing until touched).
+        string config = Path.Combine(directory, "bench.json");
+        File.WriteAllText(config, """{"Backend": "model", "LogLevel": "Warning", "Model": {"UseCases": {"secure-video": {"Kind": "static", "Size": "64GiB"}}}, "Limits": {"MaxBuffersPerUser": 100000, "MaxBytesPerUser": "1024GiB", "MaxConnectionsPerUser": 1024}}""");
+        // rstmemd.dll is copied beside this benchmark by the project reference.
+        string program = daemonPath ?? "dotnet";
+        string[] arguments = daemonPath is not null
+            ? ["serve", "--config", config, "--socket", socket]
+            : [Path.Combine(AppContext.BaseDirectory, "rstmemd.dll"), "serve", "--config", config, "--socket", socket];
+        ProcessStartInfo info = Command(pinned, program, arguments);
+        info.RedirectStandardError = true;
+        info.RedirectStandardOutput = true;
+        return Process.Start(info)!;
+    }
+
+    private static Process StartBaseline(string native, string socket, bool pinned)
+    {
+        ProcessStartInfo info = Command(pinned, Path.Combine(native, "rstmem-bench-server"), [socket]);
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        return Process.Start(info)!;
+    }
+
+    private static ProcessStartInfo Command(bool pinned, string program, IEnumerable<string> arguments)
+    {
+        var info = new ProcessStartInfo(pinned ? "taskset" : program) { UseShellExecute = false };
+        if (pinned)
+        {
+            info.ArgumentList.Add("-c");
+            info.ArgumentList.Add("0");
+            info.ArgumentList.Add(program);
+        }
+        foreach (string argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+        return info;
+    }
+
+    private static void WaitUntilServing(string socket, Process server, bool daemon)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            if (server.HasExited)
+            {
+                throw new InvalidOperationException($"{(daemon ? "rstmemd" : "the baseline server")} exited with {server.ExitCode}: {server.StandardError.ReadToEnd().Trim()}");
+            }
+            try
+            {
+                using RstmemClient probe = RstmemClient.Connect(socket);
+                return;
+            }
+            catch (RstmemException) when (DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(50);
+            }
+        }
+    }
+
+    /// <summary>The C programs built by ./build.sh (build/native), found from this binary upwards or through RSTMEM_NATIVE_DIR.</summary>
+    private static string FindNativeDirectory()
+    {
+        string? configured = Environment.GetEnvironmentVariable("RSTMEM_NATIVE_DIR");
+        if (!string.IsNullOrEmpty(configured))
+        {
+            return configured;
+        }
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "build", "native");
+            if (File.Exists(Path.Combine(candidate, "rstmem-bench-server")))
+            {
+                return candidate;
+            }
+        }
+        throw new InvalidOperationException("rstmem-bench-server and rstmem-bench-client were not found: run ./build.sh, or set RSTMEM_NATIVE_DIR to where they are");
+    }
+}
