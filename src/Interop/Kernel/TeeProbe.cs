@@ -13,6 +13,16 @@ public static class TeeProbe
     }
 
     /// <summary>
+    /// Whether TEE_IOC_VERSION claims v4 restricted memory: gen_caps bit 4
+    /// (TEE_GEN_CAP_RSTMEM in the v4 series) on a driver that is not QTEE,
+    /// where mainline gives the same bit to TEE_GEN_CAP_OBJREF
+    /// (include/uapi/linux/tee.h). A claim only: <see cref="V4UseCases(IKernel, SafeFd, in tee_ioctl_version_data)"/>
+    /// confirms it with the ioctl itself.
+    /// </summary>
+    public static bool ClaimsV4Rstmem(in tee_ioctl_version_data version) =>
+        (version.gen_caps & Tee.TEE_GEN_CAP_RSTMEM) != 0 && version.impl_id != Tee.TEE_IMPL_ID_QTEE;
+
+    /// <summary>
     /// The use cases a v4 TEE serves: gen_caps bit 4 (TEE_GEN_CAP_RSTMEM),
     /// not QTEE (where mainline gives bit 4 to OBJREF), and a size-0
     /// TEE_IOC_RSTMEM_ALLOC answered with ENOMEM: v4 fails in the pool after
@@ -22,7 +32,7 @@ public static class TeeProbe
     public static IReadOnlyList<UseCase> V4UseCases(IKernel kernel, SafeFd tee, in tee_ioctl_version_data version)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        if ((version.gen_caps & Tee.TEE_GEN_CAP_RSTMEM) == 0 || version.impl_id == Tee.TEE_IMPL_ID_QTEE)
+        if (!ClaimsV4Rstmem(version))
         {
             return [];
         }

@@ -103,6 +103,9 @@ public unsafe struct sockaddr_un
 {
     public const int PathCapacity = 108;
 
+    /// <summary>The longest path (in UTF-8 bytes) that fits with its terminating NUL.</summary>
+    public const int MaxPathBytes = PathCapacity - 1;
+
     public ushort sun_family;
     public fixed byte sun_path[PathCapacity];
 
@@ -114,7 +117,7 @@ public unsafe struct sockaddr_un
         if (bytes.Length >= PathCapacity)
         {
             throw new ArgumentException(
-                $"socket path '{path}' is {bytes.Length} bytes; AF_UNIX paths hold at most {PathCapacity - 1}", nameof(path));
+                $"socket path '{path}' is {bytes.Length} bytes; AF_UNIX paths hold at most {MaxPathBytes}", nameof(path));
         }
         var address = new sockaddr_un { sun_family = Sockets.AF_UNIX };
         bytes.CopyTo(new Span<byte>(address.sun_path, PathCapacity));

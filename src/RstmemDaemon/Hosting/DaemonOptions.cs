@@ -58,9 +58,9 @@ public sealed class DaemonOptions
         {
             problems.Add($"Backend: '{Backend}' is not a backend; expected auto, model, tee or dma-heap");
         }
-        if (Socket.Length > 0 && (!Socket.StartsWith('/') || System.Text.Encoding.UTF8.GetByteCount(Socket) > 107))
+        if (Socket.Length > 0 && (!Socket.StartsWith('/') || System.Text.Encoding.UTF8.GetByteCount(Socket) > Interop.Uapi.sockaddr_un.MaxPathBytes))
         {
-            problems.Add($"Socket: '{Socket}' is not usable; expected an absolute path of at most 107 bytes");
+            problems.Add($"Socket: '{Socket}' is not usable; expected an absolute path of at most {Interop.Uapi.sockaddr_un.MaxPathBytes} bytes");
         }
         if (!TryParseMode(SocketMode, out _))
         {
