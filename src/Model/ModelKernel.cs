@@ -20,12 +20,11 @@ namespace Rstmem.Model;
 public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 {
     public const string DeviceDirectory = "/dev";
-    public const string HeapDirectory = "/dev/dma_heap";
     public const string TeeName = "tee0";
     public const string TeePrivName = "teepriv0";
 
     private readonly ConcurrentDictionary<FileIdentity, ModelFile> files = new();
-    private readonly ReleaseWatcher releases = new(closeMeansRelease: false);
+    private readonly ReleaseWatcher releases = ReleaseWatcher.ForReopenableFiles();
     private readonly Dictionary<string, ModelHeap> heaps = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelHeap> useCaseHeaps = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FaultPlan> faults = new(StringComparer.Ordinal);
@@ -65,7 +64,21 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     public string Description => $"reference kernel model (generation {Generation.Name()})";
 
-    public bool CloseEventMarksRelease => false;
+    /// <summary>The model's files report their release through its own watch: no probe needed.</summary>
+    public ReleaseSignal ProbeReleaseSignal(SafeFd sample)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        sample.Dispose();
+        return ReleaseSignal.CloseEvents;
+    }
+
+    /// <summary>
+    /// Observes the model's dma-bufs through the model's own watch (one per
+    /// buffer, shared with every observer). With <see cref="ReleaseSignal.ReferenceCount"/>
+    /// releases wait for the observer's next poll, as they would on a kernel
+    /// that sends no events; with <see cref="ReleaseSignal.CloseEvents"/> they wake it.
+    /// </summary>
+    public IReleaseObserver ObserveReleases(ReleaseSignal signal) => new ModelReleaseObserver(this, signal);
 
     PoolCounters? IPoolStatistics.TryGetCounters(string heapOrUseCase)
     {
@@ -115,7 +128,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             }
             return errno;
         }
-        if (path.StartsWith(HeapDirectory + "/", StringComparison.Ordinal) && HeapAt(path[(HeapDirectory.Length + 1)..]) is { Removed: false } heap)
+        if (path.StartsWith(DmaHeap.Directory + "/", StringComparison.Ordinal) && HeapAt(path[(DmaHeap.Directory.Length + 1)..]) is { Removed: false } heap)
         {
             return CreateFile($"model:dma_heap:{heap.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, new HeapFile(this, heap), null, out fd);
         }
@@ -189,7 +202,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         string directory = path.TrimEnd('/');
         lock (gate)
         {
-            if (directory == HeapDirectory)
+            if (directory == DmaHeap.Directory)
             {
                 return heaps.Values.Where(h => !h.Removed).Select(h => h.Name).Order(StringComparer.Ordinal).ToList();
             }
@@ -455,7 +468,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             file.MemfdName = name;
             Drain(); // an inode number freed a moment ago must not meet its old entry
             files[identity] = file;
-            errno = releases.TryWatch(handle, () =>
+            errno = releases.Observe(handle, () =>
             {
                 files.TryRemove(new KeyValuePair<FileIdentity, ModelFile>(identity, file));
                 file.Released();

@@ -39,11 +39,14 @@ public interface IKernel
     Errno ReadFdInfo(SafeFd fd, out string fdinfo);
 
     /// <summary>
-    /// Whether the first IN_CLOSE_* on a buffer's inode means its last close.
-    /// True for real dma-bufs (one open file per buffer); false for the
-    /// model's memfds, which can be reopened, where only IN_IGNORED counts.
+    /// How this kernel reveals a dma-buf's last close, learned once from
+    /// <paramref name="sample"/>, a fresh buffer the caller gives up (it is
+    /// closed here). The daemon's backend probe asks this once at startup.
     /// </summary>
-    bool CloseEventMarksRelease { get; }
+    ReleaseSignal ProbeReleaseSignal(SafeFd sample);
+
+    /// <summary>An observer of dma-buf last closes that uses <paramref name="signal"/> (what <see cref="ProbeReleaseSignal"/> found).</summary>
+    IReleaseObserver ObserveReleases(ReleaseSignal signal);
 
     /// <summary>The entries of a device directory (/dev, /dev/dma_heap): names only, empty when it does not exist.</summary>
     IReadOnlyList<string> ListDirectory(string path);

@@ -11,7 +11,10 @@ public sealed class LinuxKernel : IKernel
 
     public string Description { get; } = $"Linux {KernelRelease()}";
 
-    public bool CloseEventMarksRelease => true;
+    /// <summary>Linux 6.x reports a dma-buf's last close to inotify; 7.x does not (<see cref="ReleaseWatcher.Probe"/>).</summary>
+    public ReleaseSignal ProbeReleaseSignal(SafeFd sample) => ReleaseWatcher.Probe(sample);
+
+    public IReleaseObserver ObserveReleases(ReleaseSignal signal) => ReleaseWatcher.For(signal);
 
     public Errno Open(string path, int flags, out SafeFd fd) => Sys.TryOpen(path, flags, out fd);
 

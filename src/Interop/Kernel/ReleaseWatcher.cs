@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -6,82 +7,91 @@ using Rstmem.Interop.Uapi;
 namespace Rstmem.Interop.Kernel;
 
 /// <summary>
-/// Learns when the last reference to a file anywhere is closed, in this
-/// process or any other it was passed to. An inotify watch on
-/// /proc/self/fd/N follows the link to the file's inode; when the inode is
-/// evicted the kernel reports IN_IGNORED, and IN_CLOSE_* whenever an open file
-/// description of it is released (see shared/reference/abi.md).
+/// Learns when the last reference to a file anywhere is gone, in this process
+/// or any other it was passed to: the real kernel's
+/// <see cref="IReleaseObserver"/>, and the model's own watch on its files.
 ///
-/// For a file with a single open description — a dma-buf always has exactly
-/// one — the first IN_CLOSE_* is the last close; newer kernels may send only
-/// IN_IGNORED. For a memfd a second description can exist (reopened through
-/// /proc), so only IN_IGNORED is trusted. <see cref="Drain"/> handles what has
-/// arrived without blocking; callers drain before they look at anything that
-/// depends on releases, so a close that happened before is always seen.
+/// With inotify (<see cref="ReleaseSignal.CloseEvents"/>): a watch on
+/// /proc/self/fd/N follows the link to the file's inode. The kernel reports
+/// IN_CLOSE_* whenever an open file description of it is released
+/// (fs/file_table.c __fput → fsnotify_close) and IN_IGNORED when the inode is
+/// evicted (fs/notify/fsnotify.c fsnotify_inode_delete). A dma-buf has
+/// exactly one open file description, so its first IN_CLOSE_* is its last
+/// close. A memfd (the model's files) can be reopened through /proc, so for
+/// those only the inode's eviction counts (IN_DELETE_SELF / IN_IGNORED).
 ///
-/// Linux 7.x sends no fsnotify events for pseudo files, dma-bufs among them
-/// (seen on 7.2.13: no IN_CLOSE_* and, the watch pinning the inode, no
-/// IN_IGNORED either). <see cref="CloseEventsArrive"/> tells which kind of
-/// kernel this is; on the silent kind a watcher made with
-/// <see cref="ReferenceCounting"/> keeps one duplicate of each buffer and
-/// reads its fdinfo <c>count</c> (file references other than procfs's own)
-/// every <see cref="PollIntervalMilliseconds"/>: count 1 means only the
-/// duplicate is left, so it is closed and the buffer is released.
+/// With <see cref="ReleaseSignal.ReferenceCount"/> (Linux 7.x sends no
+/// fsnotify events for pseudo files, dma-bufs among them: no IN_CLOSE_* and,
+/// the watch pinning the inode, no IN_IGNORED either), the watcher keeps one
+/// duplicate of each buffer and reads its fdinfo <c>count</c>
+/// (dma_buf_show_fdinfo: file_count) every
+/// <see cref="PollIntervalMilliseconds"/>: count 1 means only the duplicate is
+/// left, so it is closed and the buffer is released.
 /// </summary>
-public sealed class ReleaseWatcher : IDisposable
+public sealed class ReleaseWatcher : IReleaseObserver
 {
+    private const int ReferenceCountPollMilliseconds = 200;
+
     private readonly SafeFd inotify;
     private readonly bool closeMeansRelease;
-    private readonly bool countReferences;
+    private readonly FdInfoCounter? counter;
     private readonly Dictionary<int, Action> pending = [];
     private readonly List<(SafeFd Copy, Action OnRelease)> counted = [];
     private readonly Lock gate = new();
-    private readonly byte[] buffer = new byte[16 * 1024];
-
-    /// <param name="closeMeansRelease">True for dma-bufs (one description per buffer); false for memfds.</param>
-    public ReleaseWatcher(bool closeMeansRelease)
-        : this(closeMeansRelease, countReferences: false)
-    {
-    }
+    private readonly byte[] events = new byte[16 * 1024];
 
     private ReleaseWatcher(bool closeMeansRelease, bool countReferences)
     {
         this.closeMeansRelease = closeMeansRelease;
-        this.countReferences = countReferences;
         Sys.TryInotifyInit(Inotify.IN_NONBLOCK, out inotify).ThrowIfError("inotify_init1");
+        counter = countReferences ? new FdInfoCounter() : null;
     }
 
-    /// <summary>For kernels that send no events for dma-bufs: holds a duplicate of each and polls its reference count.</summary>
+    /// <summary>dma-bufs on a kernel that reports their close (<see cref="ReleaseSignal.CloseEvents"/>).</summary>
+    public static ReleaseWatcher ForDmaBufs() => new(closeMeansRelease: true, countReferences: false);
+
+    /// <summary>dma-bufs on a kernel that reports nothing (<see cref="ReleaseSignal.ReferenceCount"/>).</summary>
     public static ReleaseWatcher ReferenceCounting() => new(closeMeansRelease: true, countReferences: true);
 
-    /// <summary>How often <see cref="Drain"/> must be called when nothing wakes the caller (reference counting), else null.</summary>
-    public int? PollIntervalMilliseconds => countReferences ? 200 : null;
+    /// <summary>Files that can be reopened (memfds, the model's files): only the inode's eviction is a release.</summary>
+    public static ReleaseWatcher ForReopenableFiles() => new(closeMeansRelease: false, countReferences: false);
+
+    /// <summary>The watcher for <paramref name="signal"/> on dma-bufs.</summary>
+    public static ReleaseWatcher For(ReleaseSignal signal) => signal switch
+    {
+        ReleaseSignal.CloseEvents => ForDmaBufs(),
+        ReleaseSignal.ReferenceCount => ReferenceCounting(),
+        _ => throw new ArgumentOutOfRangeException(nameof(signal), signal, "expected CloseEvents or ReferenceCount"),
+    };
 
     /// <summary>
-    /// Whether this kernel reports the last close of <paramref name="buffer"/>
+    /// Whether this kernel reports the last close of <paramref name="sample"/>
     /// (a fresh dma-buf the caller gives up: it is closed here) as an inotify
     /// event within <paramref name="waitMilliseconds"/>.
     /// </summary>
-    public static bool CloseEventsArrive(SafeFd buffer, int waitMilliseconds = 200)
+    public static ReleaseSignal Probe(SafeFd sample, int waitMilliseconds = 200)
     {
-        ArgumentNullException.ThrowIfNull(buffer);
-        using var probe = new ReleaseWatcher(closeMeansRelease: true);
+        ArgumentNullException.ThrowIfNull(sample);
+        using ReleaseWatcher probe = ForDmaBufs();
         bool released = false;
-        using (buffer)
+        using (sample)
         {
-            probe.TryWatch(buffer, () => released = true).ThrowIfError("inotify_add_watch", "a probe buffer");
+            probe.Observe(sample, () => released = true).ThrowIfError("inotify_add_watch", "a probe buffer");
         }
-        Span<pollfd> fds = [new pollfd { fd = probe.Descriptor.DangerousFd, events = Poll.POLLIN }];
+        Span<pollfd> fds = [new pollfd { fd = probe.Events.DangerousFd, events = Poll.POLLIN }];
         Sys.TryPoll(fds, waitMilliseconds, out _);
         probe.Drain();
-        return released;
+        return released ? ReleaseSignal.CloseEvents : ReleaseSignal.ReferenceCount;
     }
 
     /// <summary>The inotify descriptor, readable when events are waiting (for a poll loop).</summary>
-    public SafeFd Descriptor => inotify;
+    public SafeFd Events => inotify;
+
+    /// <summary>How often <see cref="Drain"/> must be called when nothing wakes the caller (reference counting), else null.</summary>
+    public int? PollIntervalMilliseconds => counter is null ? null : ReferenceCountPollMilliseconds;
 
     /// <summary>Files watched and not yet released.</summary>
-    public int Watched
+    public int Observed
     {
         get
         {
@@ -92,30 +102,33 @@ public sealed class ReleaseWatcher : IDisposable
         }
     }
 
+    /// <summary>fdinfo reads that failed or found no count (reference counting): those buffers stay held.</summary>
+    public long CountReadFailures { get; private set; }
+
     /// <summary>Times the kernel's event queue overflowed (IN_Q_OVERFLOW): releases may have been missed.</summary>
     public long Overflows { get; private set; }
 
     /// <summary>
-    /// Watches the file behind <paramref name="fd"/>; <paramref name="onRelease"/>
+    /// Watches the file behind <paramref name="buffer"/>; <paramref name="onRelease"/>
     /// runs once, from <see cref="Drain"/>, after its last reference is gone.
-    /// Call this while <paramref name="fd"/> is still open.
+    /// Call this while <paramref name="buffer"/> is still open.
     /// </summary>
-    public Errno TryWatch(SafeFd fd, Action onRelease)
+    public Errno Observe(SafeFd buffer, Action onRelease)
     {
-        ArgumentNullException.ThrowIfNull(fd);
+        ArgumentNullException.ThrowIfNull(buffer);
         ArgumentNullException.ThrowIfNull(onRelease);
-        string path = "/proc/self/fd/" + fd.DangerousFd.ToString(CultureInfo.InvariantCulture);
         lock (gate)
         {
-            if (countReferences)
+            if (counter is not null)
             {
-                Errno duplicated = Sys.TryDuplicate(fd, out SafeFd copy);
+                Errno duplicated = Sys.TryDuplicate(buffer, out SafeFd copy);
                 if (duplicated == Errno.None)
                 {
                     counted.Add((copy, onRelease));
                 }
                 return duplicated;
             }
+            string path = "/proc/self/fd/" + buffer.DangerousFd.ToString(CultureInfo.InvariantCulture);
             // A memfd watch asks only for IN_DELETE_SELF: it stays silent until the inode goes
             // (then IN_DELETE_SELF and IN_IGNORED), instead of an event for every close.
             uint mask = closeMeansRelease ? Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE : Inotify.IN_DELETE_SELF;
@@ -145,10 +158,10 @@ public sealed class ReleaseWatcher : IDisposable
     {
         lock (gate)
         {
-            int released = countReferences ? DrainCounted() : 0;
+            int released = counter is not null ? DrainCounted() : 0;
             while (true)
             {
-                Errno errno = Sys.TryRead(inotify, buffer, out int length);
+                Errno errno = Sys.TryRead(inotify, events, out int length);
                 if (errno == Errno.EAGAIN || (errno == Errno.None && length == 0))
                 {
                     return released;
@@ -156,7 +169,7 @@ public sealed class ReleaseWatcher : IDisposable
                 errno.ThrowIfError("read(inotify)");
                 for (int offset = 0; offset < length;)
                 {
-                    inotify_event e = MemoryMarshal.Read<inotify_event>(buffer.AsSpan(offset));
+                    inotify_event e = MemoryMarshal.Read<inotify_event>(events.AsSpan(offset));
                     offset += Unsafe.SizeOf<inotify_event>() + (int)e.len;
                     if ((e.mask & Inotify.IN_Q_OVERFLOW) != 0)
                     {
@@ -187,12 +200,19 @@ public sealed class ReleaseWatcher : IDisposable
         for (int i = counted.Count - 1; i >= 0; i--)
         {
             (SafeFd copy, Action onRelease) = counted[i];
-            string path = "/proc/self/fdinfo/" + copy.DangerousFd.ToString(CultureInfo.InvariantCulture);
-            if (!FdInfo.Parse(File.ReadAllText(path)).TryGetValue("count", out string? count) || count != "1")
+            Errno errno = counter!.TryRead(copy, out long count);
+            if (errno != Errno.None)
+            {
+                // Not a dma-buf (no count), or procfs refused: it stays held; counted for diagnostics.
+                CountReadFailures++;
+                continue;
+            }
+            if (count != 1)
             {
                 continue;
             }
-            counted.RemoveAt(i);
+            counted[i] = counted[^1];
+            counted.RemoveAt(counted.Count - 1);
             copy.Dispose();
             onRelease();
             released++;
@@ -208,5 +228,56 @@ public sealed class ReleaseWatcher : IDisposable
             counted.Clear();
         }
         inotify.Dispose();
+        counter?.Dispose();
+    }
+
+    /// <summary>
+    /// A dma-buf's fdinfo <c>count</c> (file_count of its file), read with one
+    /// openat and one read into a buffer kept for the purpose: no managed
+    /// allocation per buffer, so a sweep over many buffers costs system calls only.
+    /// </summary>
+    private sealed class FdInfoCounter : IDisposable
+    {
+        private static ReadOnlySpan<byte> CountKey => "\ncount:"u8;
+
+        private readonly SafeFd directory = Sys.Open("/proc/self/fdinfo", Fcntl.O_RDONLY);
+        private readonly byte[] text = new byte[4096];
+
+        public Errno TryRead(SafeFd fd, out long count)
+        {
+            count = 0;
+            Span<byte> name = stackalloc byte[16];
+            if (!Utf8Formatter.TryFormat(fd.DangerousFd, name, out int written))
+            {
+                return Errno.EINVAL;
+            }
+            name[written] = 0;
+            Errno errno = Sys.TryOpenAt(directory, name[..(written + 1)], Fcntl.O_RDONLY, out SafeFd info);
+            if (errno != Errno.None)
+            {
+                return errno;
+            }
+            int length;
+            using (info)
+            {
+                // fdinfo is a seq_file: "pos:\t...\nflags:\t...\n...", one page at most for a dma-buf.
+                text[0] = (byte)'\n';
+                errno = Sys.TryRead(info, text.AsSpan(1), out length);
+            }
+            if (errno != Errno.None)
+            {
+                return errno;
+            }
+            ReadOnlySpan<byte> lines = text.AsSpan(0, length + 1);
+            int key = lines.IndexOf(CountKey);
+            if (key < 0)
+            {
+                return Errno.ENOENT; // not a dma-buf: its fdinfo has no count
+            }
+            ReadOnlySpan<byte> value = lines[(key + CountKey.Length)..].TrimStart((byte)'\t');
+            return Utf8Parser.TryParse(value, out count, out _) ? Errno.None : Errno.EINVAL;
+        }
+
+        public void Dispose() => directory.Dispose();
     }
 }

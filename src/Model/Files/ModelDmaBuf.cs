@@ -36,6 +36,7 @@ internal sealed class ModelDmaBuf(ExporterKind kind, string expName, long size, 
 {
     private readonly Lock gate = new();
     private int references = 1;
+    private Action? whenFreed;
     private string? name;
 
     public ExporterKind Kind { get; } = kind;
@@ -88,6 +89,27 @@ internal sealed class ModelDmaBuf(ExporterKind kind, string expName, long size, 
         }
         Pool.Free(Offset, Size);
         onFreed(this);
+        Action? observers;
+        lock (gate)
+        {
+            observers = whenFreed;
+            whenFreed = null;
+        }
+        observers?.Invoke();
+    }
+
+    /// <summary>Runs <paramref name="callback"/> once the buffer's memory is freed (its last reference gone); false if it already is.</summary>
+    public bool WhenFreed(Action callback)
+    {
+        lock (gate)
+        {
+            if (references == 0)
+            {
+                return false;
+            }
+            whenFreed += callback;
+            return true;
+        }
     }
 
     public override void Released() => DropReference();

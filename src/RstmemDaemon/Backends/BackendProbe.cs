@@ -29,13 +29,17 @@ public sealed class BackendSelection(IKernel kernel, BackendKind kind, KernelGen
 
     public HeapCatalog Heaps { get; } = heaps;
 
+    /// <summary>How this kernel reveals a buffer's last close: probed once by <see cref="BackendProbe.Select"/>.</summary>
+    public ReleaseSignal ReleaseSignal { get; internal set; } = ReleaseSignal.ReferenceCount;
+
     /// <summary>The one line that says what is being served.</summary>
     public string Announcement =>
         (Kind == BackendKind.Model
             ? $"serving the {Kernel.Description}, {Heaps.Count} heap(s)"
             : $"serving {Heaps.Count} heap(s) from {Kernel.Description} via {KindName}" + (Generation is { } g ? $", generation {g.Name()}" : ", no restricted-memory generation")) +
         $": {string.Join(", ", Heaps.All.Select(h => h.UseCase is null ? h.Name : $"{h.Name} ({h.UseCase})"))}" +
-        (Reason is null ? "" : $" ({Reason})");
+        (Reason is null ? "" : $" ({Reason})") +
+        (ReleaseSignal == ReleaseSignal.CloseEvents ? "; releases seen by close events" : "; releases seen by polling reference counts (fdinfo count)");
 
     /// <summary>Why this backend was chosen, when that is not obvious (the model fallback).</summary>
     public string? Reason { get; internal set; }
@@ -67,22 +71,51 @@ public static class BackendProbe
     {
         ArgumentNullException.ThrowIfNull(model);
         var notes = new List<string>();
+        BackendSelection selection = Choose(backend, real, model, extraHeaps, aliases, notes);
+        selection.ReleaseSignal = ProbeReleaseSignal(selection, notes);
+        return selection;
+    }
+
+    /// <summary>
+    /// How the chosen kernel reveals a buffer's last close, asked once with
+    /// one page from the first heap (allocated and closed here). Without a
+    /// probe buffer, reference counting: it works on every kernel, only slower.
+    /// </summary>
+    private static ReleaseSignal ProbeReleaseSignal(BackendSelection selection, List<string> notes)
+    {
+        HeapProvider? sample = selection.Heaps.All.Count > 0 ? selection.Heaps.All[0] : null;
+        SafeFd probe = SafeFd.Invalid;
+        Errno errno = sample is null ? Errno.ENODEV : sample.Allocate(sample.PageSize, [], out probe, out _);
+        if (errno != Errno.None)
+        {
+            notes.Add($"release detection: no probe buffer ({errno.Name()}); polling buffer reference counts (fdinfo count)");
+            return ReleaseSignal.ReferenceCount;
+        }
+        ReleaseSignal signal = selection.Kernel.ProbeReleaseSignal(probe);
+        notes.Add(signal == ReleaseSignal.CloseEvents
+            ? $"release detection: close events (the last close of a probe buffer from {sample!.Name} was reported)"
+            : $"release detection: this kernel reports no close of a dma-buf (probe buffer from {sample!.Name}); polling buffer reference counts (fdinfo count)");
+        return signal;
+    }
+
+    private static BackendSelection Choose(string backend, IKernel real, Func<ModelKernel> model, IReadOnlyCollection<string> extraHeaps, IReadOnlyDictionary<string, string> aliases, List<string> notes)
+    {
         switch (backend)
         {
-            case "model":
+            case BackendNames.Model:
                 return ForModel(model(), notes, "--backend model");
-            case "tee":
+            case BackendNames.Tee:
                 return WithExtras(ProbeTee(real, notes), real, extraHeaps, aliases, notes) ?? throw new StartupException(
                     "--backend tee: no TEE device speaks TEE_IOC_RSTMEM_ALLOC (the v4 series): " + string.Join("; ", notes));
-            case "dma-heap":
+            case BackendNames.DmaHeap:
                 return ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes) ?? throw new StartupException(
-                    "--backend dma-heap: no protected,*, restricted,* or configured heap under /dev/dma_heap: " + string.Join("; ", notes));
-            case "auto":
+                    $"--backend dma-heap: no protected,*, restricted,* or configured heap under {DmaHeap.Directory}: " + string.Join("; ", notes));
+            case BackendNames.Auto:
                 return WithExtras(ProbeTee(real, notes), real, extraHeaps, aliases, notes)
                     ?? ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes)
                     ?? ForModel(model(), notes, "no restricted-memory interface found on this kernel");
             default:
-                throw new StartupException($"Backend: '{backend}' is not a backend; expected auto, model, tee or dma-heap");
+                throw new StartupException($"Backend: '{backend}' is not a backend; expected one of {string.Join(", ", BackendNames.All)}");
         }
     }
 
@@ -90,8 +123,8 @@ public static class BackendProbe
     {
         notes.Add(why);
         BackendSelection? selection = model.Generation == KernelGeneration.V4
-            ? WithExtras(ProbeTee(model, notes, BackendKind.Model), model, model.ListDirectory(ModelKernel.HeapDirectory), new Dictionary<string, string>(), notes)
-            : ProbeHeaps(model, BackendKind.Model, model.ListDirectory(ModelKernel.HeapDirectory), new Dictionary<string, string>(), notes);
+            ? WithExtras(ProbeTee(model, notes, BackendKind.Model), model, model.ListDirectory(DmaHeap.Directory), new Dictionary<string, string>(), notes)
+            : ProbeHeaps(model, BackendKind.Model, model.ListDirectory(DmaHeap.Directory), new Dictionary<string, string>(), notes);
         if (selection is null)
         {
             throw new StartupException("the reference model offers no heap: " + string.Join("; ", notes));
@@ -123,7 +156,7 @@ public static class BackendProbe
             }
             var version = new tee_ioctl_version_data();
             errno = kernel.Ioctl(tee, Tee.TEE_IOC_VERSION, ref version, out _);
-            if (errno != Errno.None || (version.gen_caps & Tee.TEE_GEN_CAP_RSTMEM) == 0 || version.impl_id == Tee.TEE_IMPL_ID_QTEE)
+            if (errno != Errno.None || !TeeProbe.ClaimsV4Rstmem(version))
             {
                 notes.Add(errno != Errno.None
                     ? $"{path}: TEE_IOC_VERSION: {errno.Describe()}"
@@ -160,7 +193,7 @@ public static class BackendProbe
         KernelGeneration? generation = catalog.Refresh(kernel, extraHeaps, aliases, notes);
         if (catalog.Count == 0)
         {
-            notes.Add("/dev/dma_heap: no protected,*, restricted,* or configured heap");
+            notes.Add($"{DmaHeap.Directory}: no protected,*, restricted,* or configured heap");
             catalog.Dispose();
             return null;
         }

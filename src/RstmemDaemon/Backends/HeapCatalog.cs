@@ -1,5 +1,6 @@
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
+using Rstmem.Interop.Uapi;
 using Rstmem.Model;
 
 namespace Rstmem.Daemon.Backends;
@@ -39,12 +40,12 @@ public sealed class HeapCatalog : IDisposable
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(extraHeaps);
         ArgumentNullException.ThrowIfNull(aliases);
-        IReadOnlyList<string> names = kernel.ListDirectory("/dev/dma_heap");
+        IReadOnlyList<string> names = kernel.ListDirectory(DmaHeap.Directory);
         KernelGeneration? generation = KernelGenerations.FromHeapNames(names);
 
         foreach (HeapProvider gone in providers.Where(p => p is DmaHeapProvider && !names.Contains(p.Name)).ToList())
         {
-            notes?.Add($"/dev/dma_heap/{gone.Name}: gone");
+            notes?.Add($"{DmaHeap.NodePath(gone.Name)}: gone");
             providers.Remove(gone);
             gone.Dispose();
         }
@@ -56,7 +57,7 @@ public sealed class HeapCatalog : IDisposable
             }
             if (System.Text.Encoding.UTF8.GetByteCount(name) >= Protocol.RstmemProtocol.RSTMEM_HEAP_NAME_LEN)
             {
-                notes?.Add($"/dev/dma_heap/{name}: skipped: the protocol carries heap names of at most {Protocol.RstmemProtocol.RSTMEM_HEAP_NAME_LEN - 1} bytes");
+                notes?.Add($"{DmaHeap.NodePath(name)}: skipped: the protocol carries heap names of at most {Protocol.RstmemProtocol.RSTMEM_HEAP_NAME_LEN - 1} bytes");
                 continue;
             }
             UseCase? useCase = null;
@@ -81,10 +82,10 @@ public sealed class HeapCatalog : IDisposable
             Errno errno = DmaHeapProvider.TryOpen(kernel, name, useCase, heapGeneration, restricted, out DmaHeapProvider? provider);
             if (errno != Errno.None)
             {
-                notes?.Add($"/dev/dma_heap/{name}: open: {errno.Describe()}");
+                notes?.Add($"{DmaHeap.NodePath(name)}: open: {errno.Describe()}");
                 continue;
             }
-            notes?.Add($"/dev/dma_heap/{name}: {(useCase is null ? "plain heap" : $"use case {useCase}")}");
+            notes?.Add($"{DmaHeap.NodePath(name)}: {(useCase is null ? "plain heap" : $"use case {useCase}")}");
             providers.Add(provider!);
         }
         return generation;

@@ -14,6 +14,17 @@ public enum BackendKind
     DmaHeap = (int)RstmemProtocol.RSTMEM_BACKEND_DMA_HEAP,
 }
 
+/// <summary>The backend names of the configuration and the command line (<c>Backend</c>, <c>--backend</c>).</summary>
+public static class BackendNames
+{
+    public const string Auto = "auto";
+    public const string Model = "model";
+    public const string Tee = "tee";
+    public const string DmaHeap = "dma-heap";
+
+    public static IReadOnlyList<string> All { get; } = [Auto, Model, Tee, DmaHeap];
+}
+
 /// <summary>
 /// Something clients can allocate from, by its name or its use case: a DMA
 /// heap node, or (v4) a use case of TEE_IOC_RSTMEM_ALLOC. Written against
@@ -35,15 +46,48 @@ public abstract class HeapProvider(IKernel kernel, string name, UseCase? useCase
 
     public long PageSize { get; } = Environment.SystemPageSize;
 
-    /// <summary>Allocates; on success <paramref name="buffer"/> is a dma-buf the caller owns and <paramref name="size"/> its lseek size.</summary>
-    public abstract Errno Allocate(long requestedSize, out SafeFd buffer, out long size);
+    /// <summary>
+    /// Allocates a buffer of at least <paramref name="requestedSize"/> bytes
+    /// and names it <paramref name="name"/> (NUL-terminated UTF-8, at most
+    /// DMA_BUF_NAME_LEN bytes with the NUL). On success <paramref name="buffer"/>
+    /// is a dma-buf the caller owns and <paramref name="size"/> its size as the
+    /// kernel reports it (lseek SEEK_END). The name is best effort:
+    /// DMA_BUF_SET_NAME (drivers/dma-buf/dma-buf.c dma_buf_set_name) fails
+    /// only on a kernel without it or out of memory, and the buffer is as
+    /// good without one.
+    /// </summary>
+    public Errno Allocate(long requestedSize, ReadOnlySpan<byte> name, out SafeFd buffer, out long size)
+    {
+        size = 0;
+        Errno errno = AllocateBuffer(requestedSize, out buffer);
+        if (errno != Errno.None)
+        {
+            return errno;
+        }
+        errno = Kernel.LSeek(buffer, 0, Fcntl.SEEK_END, out size);
+        if (errno != Errno.None)
+        {
+            buffer.Dispose();
+            buffer = SafeFd.Invalid;
+            return errno;
+        }
+        if (!name.IsEmpty)
+        {
+            Span<byte> argument = stackalloc byte[DmaBuf.DMA_BUF_NAME_LEN];
+            int length = Math.Min(name.Length, argument.Length);
+            name[..length].CopyTo(argument);
+            argument[length - 1] = 0;
+            Kernel.Ioctl(buffer, DmaBuf.DMA_BUF_SET_NAME_B, argument[..length], out _);
+        }
+        return Errno.None;
+    }
+
+    /// <summary>The kernel's allocation call itself; on success <paramref name="buffer"/> is the new dma-buf.</summary>
+    protected abstract Errno AllocateBuffer(long requestedSize, out SafeFd buffer);
 
     /// <summary>The pool's counters, when the kernel knows them.</summary>
     public PoolCounters? Counters =>
         (Kernel as IPoolStatistics)?.TryGetCounters(UseCase is not null && Generation == KernelGeneration.V4 ? UseCase.Name : Name);
-
-    /// <summary>The dma-buf's size as the kernel reports it: lseek(fd, 0, SEEK_END).</summary>
-    protected Errno SizeOf(SafeFd buffer, out long size) => Kernel.LSeek(buffer, 0, Fcntl.SEEK_END, out size);
 
     public void Dispose()
     {
@@ -68,27 +112,16 @@ public sealed class DmaHeapProvider : HeapProvider
     public static Errno TryOpen(IKernel kernel, string name, UseCase? useCase, KernelGeneration? generation, bool restricted, out DmaHeapProvider? provider)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        Errno errno = kernel.Open($"/dev/dma_heap/{name}", Fcntl.O_RDONLY, out SafeFd node);
+        Errno errno = kernel.Open(DmaHeap.NodePath(name), Fcntl.O_RDONLY, out SafeFd node);
         provider = errno == Errno.None ? new DmaHeapProvider(kernel, name, useCase, generation, restricted, node) : null;
         return errno;
     }
 
-    public override Errno Allocate(long requestedSize, out SafeFd buffer, out long size)
+    protected override Errno AllocateBuffer(long requestedSize, out SafeFd buffer)
     {
-        buffer = SafeFd.Invalid;
-        size = 0;
         var data = new dma_heap_allocation_data { len = (ulong)requestedSize, fd_flags = Fcntl.O_RDWR | Fcntl.O_CLOEXEC };
         Errno errno = Kernel.Ioctl(node, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref data, out _);
-        if (errno != Errno.None)
-        {
-            return errno;
-        }
-        buffer = SafeFd.DangerousAdopt((int)data.fd);
-        errno = SizeOf(buffer, out size);
-        if (errno != Errno.None)
-        {
-            buffer.Dispose();
-        }
+        buffer = errno == Errno.None ? SafeFd.DangerousAdopt((int)data.fd) : SafeFd.Invalid;
         return errno;
     }
 
@@ -106,22 +139,11 @@ public sealed class DmaHeapProvider : HeapProvider
 public sealed class TeeRstmemProvider(IKernel kernel, SafeFd tee, UseCase useCase)
     : HeapProvider(kernel, useCase.Name, useCase, KernelGeneration.V4, restricted: true)
 {
-    public override Errno Allocate(long requestedSize, out SafeFd buffer, out long size)
+    protected override Errno AllocateBuffer(long requestedSize, out SafeFd buffer)
     {
-        buffer = SafeFd.Invalid;
-        size = 0;
         var data = new tee_ioctl_rstmem_alloc_data { size = (ulong)requestedSize, use_case = UseCase!.Id };
         Errno errno = Kernel.Ioctl(tee, Tee.TEE_IOC_RSTMEM_ALLOC, ref data, out int fd);
-        if (errno != Errno.None)
-        {
-            return errno;
-        }
-        buffer = SafeFd.DangerousAdopt(fd);
-        errno = SizeOf(buffer, out size);
-        if (errno != Errno.None)
-        {
-            buffer.Dispose();
-        }
+        buffer = errno == Errno.None ? SafeFd.DangerousAdopt(fd) : SafeFd.Invalid;
         return errno;
     }
 }

@@ -25,7 +25,6 @@ public sealed class BrokerServer : IDisposable
 
     private readonly SafeFd listener;
     private readonly BackendSelection backend;
-    private readonly BrokerLimits limits;
     private readonly ILogger logger;
     private readonly BufferLedger ledger;
     private readonly RequestDispatcher dispatcher;
@@ -39,52 +38,25 @@ public sealed class BrokerServer : IDisposable
     private int queuedReplies;
     private volatile bool stopRequested;
 
+    /// <param name="ledger">The buffers handed out and the per-user limits; the server owns it.</param>
     /// <param name="heapDirectoryChanged">For real heap nodes: drains a watch on /dev/dma_heap and says whether anything changed.</param>
-    public BrokerServer(SafeFd listener, BackendSelection backend, BrokerLimits limits, ILogger logger, Action refreshHeaps, SafeFd? heapWatch = null, Func<bool>? heapDirectoryChanged = null)
+    public BrokerServer(SafeFd listener, BackendSelection backend, BufferLedger ledger, ILogger logger, Action refreshHeaps, SafeFd? heapWatch = null, Func<bool>? heapDirectoryChanged = null)
     {
+        ArgumentNullException.ThrowIfNull(ledger);
         this.listener = listener;
         this.backend = backend;
-        this.limits = limits;
+        this.ledger = ledger;
         this.logger = logger;
         this.refreshHeaps = refreshHeaps;
         HeapWatch = heapWatch;
         this.heapDirectoryChanged = heapDirectoryChanged;
-        ledger = new BufferLedger(ChooseReleaseWatcher(backend, logger));
         ledger.BufferReleased += (id, uid, heap, size) =>
             logger.LogDebug("buffer {BufferId} of {Size} bytes from {Heap} (uid {Uid}) released: its last descriptor was closed", id, size, heap, uid);
-        dispatcher = new RequestDispatcher(backend, ledger, limits, () => clients.Count, refreshHeaps, logger);
+        dispatcher = new RequestDispatcher(backend, ledger, () => clients.Count, refreshHeaps, logger);
         Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter).ThrowIfError("socketpair");
     }
 
     private SafeFd? HeapWatch { get; }
-
-    /// <summary>
-    /// The model's memfds: inotify. A real kernel: one page from the first heap,
-    /// watched and closed; if its close is reported (Linux 6.x) inotify serves,
-    /// else (7.x sends no events for pseudo files) reference counting does.
-    /// </summary>
-    private static ReleaseWatcher ChooseReleaseWatcher(BackendSelection backend, ILogger logger)
-    {
-        if (!backend.Kernel.CloseEventMarksRelease)
-        {
-            return new ReleaseWatcher(closeMeansRelease: false);
-        }
-        HeapProvider? sample = backend.Heaps.All.Count > 0 ? backend.Heaps.All[0] : null;
-        SafeFd? probe = null;
-        Errno errno = sample is null ? Errno.ENODEV : sample.Allocate(sample.PageSize, out probe, out _);
-        if (errno != Errno.None || probe is null)
-        {
-            logger.LogWarning("release detection: no probe buffer ({Errno}); polling buffer reference counts (fdinfo count) every 200 ms", errno.Name());
-            return ReleaseWatcher.ReferenceCounting();
-        }
-        if (ReleaseWatcher.CloseEventsArrive(probe))
-        {
-            logger.LogInformation("release detection: inotify (the last close of a probe buffer from {Heap} was reported)", sample!.Name);
-            return new ReleaseWatcher(closeMeansRelease: true);
-        }
-        logger.LogInformation("release detection: this kernel reports no close of a dma-buf (probe buffer from {Heap}); polling buffer reference counts (fdinfo count) every 200 ms", sample!.Name);
-        return ReleaseWatcher.ReferenceCounting();
-    }
 
     public BufferLedger Ledger => ledger;
 
@@ -216,17 +188,15 @@ public sealed class BrokerServer : IDisposable
                 socket.Dispose();
                 continue;
             }
-            UserUsage user = ledger.User(peer.uid);
-            if (user.Connections >= limits.MaxConnectionsPerUser)
+            if (!ledger.TryConnect(peer.uid, out bool firstBreach))
             {
-                if (user.BreachesLogged.Add("MaxConnectionsPerUser"))
+                if (firstBreach)
                 {
-                    logger.LogWarning("uid {Uid} reached its MaxConnectionsPerUser limit ({Limit}); further refusals are not logged", peer.uid, limits.MaxConnectionsPerUser);
+                    logger.LogWarning("uid {Uid} reached its MaxConnectionsPerUser limit ({Limit}); further refusals are not logged", peer.uid, ledger.Limits.MaxConnectionsPerUser);
                 }
                 socket.Dispose();
                 continue;
             }
-            user.Connections++;
             var client = new Connection(++nextConnectionId, socket, peer.pid, peer.uid, peer.gid);
             clients[client.Id] = client;
             logger.LogDebug("client connected: uid {Uid} pid {Pid}", peer.uid, peer.pid);
@@ -346,7 +316,7 @@ public sealed class BrokerServer : IDisposable
         {
             logger.LogDebug("client uid {Uid} pid {Pid} dropped: {Reason}", client.Uid, client.Pid, why);
         }
-        ledger.User(client.Uid).Connections--;
+        ledger.Disconnected(client.Uid);
         ledger.ConnectionClosed(client.Id);
         Interlocked.Add(ref queuedReplies, -client.Outgoing.Count);
         client.Dispose();

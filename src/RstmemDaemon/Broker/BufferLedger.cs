@@ -33,8 +33,10 @@ public sealed class UserUsage
 
 /// <summary>
 /// Every buffer handed out: who has it, from which heap, and whether its last
-/// reference anywhere is gone (inotify, via <see cref="ReleaseWatcher"/>).
-/// Used from the broker's one thread only.
+/// reference anywhere is gone (the kernel's <see cref="IReleaseObserver"/>).
+/// The one owner of the per-user limits: a buffer is charged to its uid
+/// before the kernel allocates it (<see cref="TryCharge"/>) and uncharged only
+/// at its release. Used from the broker's one thread only.
 /// </summary>
 public sealed class BufferLedger : IDisposable
 {
@@ -56,29 +58,28 @@ public sealed class BufferLedger : IDisposable
         public bool Released { get; set; }
     }
 
-    private readonly ReleaseWatcher watcher;
+    private readonly IReleaseObserver releases;
     private readonly Dictionary<ulong, Record> records = [];
     private readonly Dictionary<uint, UserUsage> users = [];
     private readonly Dictionary<string, HeapUsage> heaps = new(StringComparer.Ordinal);
     private ulong nextId;
 
-    public BufferLedger(bool closeEventMarksRelease)
-        : this(new ReleaseWatcher(closeEventMarksRelease))
+    /// <param name="releases">How releases are learned (from the kernel surface); the ledger owns it.</param>
+    public BufferLedger(IReleaseObserver releases, BrokerLimits limits)
     {
+        ArgumentNullException.ThrowIfNull(releases);
+        ArgumentNullException.ThrowIfNull(limits);
+        this.releases = releases;
+        Limits = limits;
     }
 
-    /// <param name="watcher">How releases are learned; the ledger owns it.</param>
-    public BufferLedger(ReleaseWatcher watcher)
-    {
-        ArgumentNullException.ThrowIfNull(watcher);
-        this.watcher = watcher;
-    }
+    public BrokerLimits Limits { get; }
 
     /// <summary>Readable when releases are waiting to be handled.</summary>
-    public SafeFd ReleaseEvents => watcher.Descriptor;
+    public SafeFd ReleaseEvents => releases.Events;
 
-    /// <summary>When set, <see cref="HandleReleases"/> must also run this often (the watcher polls reference counts).</summary>
-    public int? PollIntervalMilliseconds => watcher.Watched > 0 ? watcher.PollIntervalMilliseconds : null;
+    /// <summary>When set, <see cref="HandleReleases"/> must also run this often (releases that wake nobody).</summary>
+    public int? PollIntervalMilliseconds => releases.Observed > 0 ? releases.PollIntervalMilliseconds : null;
 
     public ulong Allocations { get; private set; }
 
@@ -113,7 +114,7 @@ public sealed class BufferLedger : IDisposable
         return usage;
     }
 
-    public int HandleReleases() => watcher.Drain();
+    public int HandleReleases() => releases.Drain();
 
     public void CountFailure(string heap)
     {
@@ -122,16 +123,77 @@ public sealed class BufferLedger : IDisposable
     }
 
     /// <summary>
-    /// Records a buffer about to be sent and starts watching for its last
-    /// close; call while <paramref name="buffer"/> is still open here.
+    /// A new connection for <paramref name="uid"/>, within MaxConnectionsPerUser.
+    /// On refusal <paramref name="firstBreach"/> is true the first time this uid hits the limit (log it once).
     /// </summary>
-    public Errno TryRecord(SafeFd buffer, uint uid, int pid, string heap, long size, long connection, out ulong id)
+    public bool TryConnect(uint uid, out bool firstBreach)
+    {
+        UserUsage user = User(uid);
+        firstBreach = false;
+        if (user.Connections >= Limits.MaxConnectionsPerUser)
+        {
+            firstBreach = user.BreachesLogged.Add(nameof(BrokerLimits.MaxConnectionsPerUser));
+            return false;
+        }
+        user.Connections++;
+        return true;
+    }
+
+    public void Disconnected(uint uid) => User(uid).Connections--;
+
+    /// <summary>
+    /// Charges one buffer of <paramref name="size"/> bytes to <paramref name="uid"/>
+    /// before the kernel allocates it, after handling the releases that have
+    /// happened (so a refusal is never stale). EDQUOT when a limit would be
+    /// passed: <paramref name="refusal"/> names it, and <paramref name="firstBreach"/>
+    /// is the limit's name the first time this uid breaches it (log it once),
+    /// else null. A charge is either <see cref="TryRecord">recorded</see> or <see cref="Refund">refunded</see>.
+    /// </summary>
+    public Errno TryCharge(uint uid, long size, out string refusal, out string? firstBreach)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(size);
+        HandleReleases();
+        UserUsage user = User(uid);
+        refusal = "";
+        firstBreach = null;
+        string? limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
+            : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
+            : null;
+        if (limit is not null)
+        {
+            firstBreach = user.BreachesLogged.Add(limit) ? limit : null;
+            refusal = $"{limit}: uid {uid} holds {user.Buffers} buffers of {user.Bytes} bytes and asks for {size} more bytes; " +
+                      $"limits are {Limits.MaxBuffersPerUser} buffers and {Limits.MaxBytesPerUser} bytes";
+            return Errno.EDQUOT;
+        }
+        user.Buffers++;
+        user.Bytes += size;
+        return Errno.None;
+    }
+
+    /// <summary>Takes back a charge whose allocation failed.</summary>
+    public void Refund(uint uid, long size)
+    {
+        UserUsage user = User(uid);
+        user.Buffers--;
+        user.Bytes -= size;
+    }
+
+    /// <summary>
+    /// Records a charged buffer about to be sent and starts observing its
+    /// last close; call while <paramref name="buffer"/> is still open here.
+    /// The charge moves from <paramref name="charged"/> bytes to the buffer's
+    /// real <paramref name="size"/> (the kernel rounds to pages). On failure
+    /// the charge is refunded.
+    /// </summary>
+    public Errno TryRecord(SafeFd buffer, uint uid, int pid, string heap, long charged, long size, long connection, out ulong id)
     {
         id = ++nextId;
         var record = new Record(id, uid, pid, heap, size, connection);
-        Errno errno = watcher.TryWatch(buffer, () => OnReleased(record));
+        Errno errno = releases.Observe(buffer, () => OnReleased(record));
         if (errno != Errno.None)
         {
+            Refund(uid, charged);
             return errno;
         }
         records[id] = record;
@@ -142,15 +204,14 @@ public sealed class BufferLedger : IDisposable
         usage.Allocations++;
         usage.LiveBuffers++;
         usage.LiveBytes += (ulong)size;
-        UserUsage user = User(uid);
-        user.Buffers++;
-        user.Bytes += size;
+        User(uid).Bytes += size - charged;
         return Errno.None;
     }
 
     /// <summary>FREE: ends the connection's claim. ENOENT for an id it does not hold.</summary>
     public Errno Free(long connection, ulong id, out bool released)
     {
+        HandleReleases();
         released = false;
         if (!records.TryGetValue(id, out Record? record) || record.Connection != connection)
         {
@@ -197,5 +258,5 @@ public sealed class BufferLedger : IDisposable
         BufferReleased?.Invoke(record.Id, record.Uid, record.Heap, record.Size);
     }
 
-    public void Dispose() => watcher.Dispose();
+    public void Dispose() => releases.Dispose();
 }

@@ -14,7 +14,7 @@ namespace Rstmem.Daemon.Broker;
 /// The protocol's meaning (docs/protocol.md): one request in, one reply out,
 /// with the dma-buf attached to a successful ALLOC. No I/O of its own.
 /// </summary>
-internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger ledger, BrokerLimits limits, Func<int> clientCount, Action refreshHeaps, ILogger logger)
+internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger ledger, Func<int> clientCount, Action refreshHeaps, ILogger logger)
 {
     public static readonly string ServerName = "rstmemd " + (typeof(RequestDispatcher).Assembly.GetName().Version?.ToString(3) ?? "0");
 
@@ -108,7 +108,7 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             Wire.Bytes(new rstmem_heap_list { count = (uint)backend.Heaps.Count, entry_size = (uint)System.Runtime.CompilerServices.Unsafe.SizeOf<rstmem_heap_info>() }),
         };
         UserUsage user = ledger.User(client.Uid);
-        long quotaLeft = Math.Max(0, Math.Min(limits.MaxBytesPerUser - user.Bytes, limits.MaxBuffersPerUser > user.Buffers ? long.MaxValue : 0));
+        long quotaLeft = Math.Max(0, Math.Min(ledger.Limits.MaxBytesPerUser - user.Bytes, ledger.Limits.MaxBuffersPerUser > user.Buffers ? long.MaxValue : 0));
         foreach (HeapProvider heap in backend.Heaps.All)
         {
             PoolCounters? counters = heap.Counters;
@@ -169,39 +169,30 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             return Error(client, header, Errno.ENOENT, $"no {kind} '{target}'; available: {available}");
         }
 
-        ledger.HandleReleases();
         long size = (long)request.size;
-        UserUsage user = ledger.User(client.Uid);
-        if (user.Buffers + 1 > limits.MaxBuffersPerUser || user.Bytes + size > limits.MaxBytesPerUser)
-        {
-            string limit = user.Buffers + 1 > limits.MaxBuffersPerUser ? "MaxBuffersPerUser" : "MaxBytesPerUser";
-            if (user.BreachesLogged.Add(limit))
-            {
-                logger.LogWarning("uid {Uid} reached its {Limit} limit ({Buffers} buffers, {Bytes} bytes held); further refusals are not logged",
-                    client.Uid, limit, user.Buffers, user.Bytes);
-            }
-            ledger.CountFailure(heap.Name);
-            return Error(client, header, Errno.EDQUOT,
-                $"uid {client.Uid} holds {user.Buffers} buffers of {user.Bytes} bytes; limits are {limits.MaxBuffersPerUser} buffers and {limits.MaxBytesPerUser} bytes");
-        }
-
-        Errno errno = heap.Allocate(size, out SafeFd buffer, out long actual);
+        Errno errno = ledger.TryCharge(client.Uid, size, out string refusal, out string? firstBreach);
         if (errno != Errno.None)
         {
+            if (firstBreach is not null)
+            {
+                logger.LogWarning("uid {Uid} reached its {Limit} limit: {Refusal}; further refusals are not logged", client.Uid, firstBreach, refusal);
+            }
+            ledger.CountFailure(heap.Name);
+            return Error(client, header, errno, refusal);
+        }
+
+        string bufferName = name.Length > 0 ? name : DefaultName(heap, client);
+        byte[] nameBytes = [.. System.Text.Encoding.UTF8.GetBytes(bufferName), 0];
+        errno = heap.Allocate(size, nameBytes, out SafeFd buffer, out long actual);
+        if (errno != Errno.None)
+        {
+            ledger.Refund(client.Uid, size);
             ledger.CountFailure(heap.Name);
             logger.LogInformation("allocation of {Size} bytes from {Heap} for uid {Uid} pid {Pid} failed: {Errno}", size, heap.Name, client.Uid, client.Pid, errno.Name());
             return Error(client, header, errno, $"allocating {size} bytes from {heap.Name}: {errno.Describe()}");
         }
 
-        string bufferName = name.Length > 0 ? name : DefaultName(heap, client);
-        byte[] nameBytes = [.. System.Text.Encoding.UTF8.GetBytes(bufferName), 0];
-        Errno named = backend.Kernel.Ioctl(buffer, DmaBuf.DMA_BUF_SET_NAME_B, nameBytes, out _);
-        if (named != Errno.None)
-        {
-            logger.LogDebug("buffer from {Heap} keeps no name: DMA_BUF_SET_NAME: {Errno}", heap.Name, named.Name());
-        }
-
-        errno = ledger.TryRecord(buffer, client.Uid, client.Pid, heap.Name, actual, client.Id, out ulong id);
+        errno = ledger.TryRecord(buffer, client.Uid, client.Pid, heap.Name, size, actual, client.Id, out ulong id);
         if (errno != Errno.None)
         {
             buffer.Dispose();
@@ -222,7 +213,6 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
     private OutgoingReply Free(Connection client, rstmem_header header, ReadOnlySpan<byte> payload)
     {
         var request = Wire.ReadStruct<rstmem_free_request>(payload, "FREE");
-        ledger.HandleReleases();
         Errno errno = ledger.Free(client.Id, request.buffer_id, out bool released);
         if (errno != Errno.None)
         {
@@ -284,16 +274,13 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
         _ => backend.Heaps.ByUseCase(target) ?? backend.Heaps.ByName(target),
     };
 
-    /// <summary>svp:&lt;pid&gt;:&lt;seq&gt; for secure video, tui: trusted UI, svr: recording, else the heap's name; at most 31 characters.</summary>
+    /// <summary>
+    /// &lt;use case short name&gt;:&lt;pid&gt;:&lt;seq&gt; ("svp:812:3"), or the heap's name
+    /// (at most 12 characters) for a plain heap; at most DMA_BUF_NAME_LEN - 1 characters.
+    /// </summary>
     private static string DefaultName(HeapProvider heap, Connection client)
     {
-        string prefix = heap.UseCase?.Name switch
-        {
-            "secure-video" => "svp",
-            "trusted-ui" => "tui",
-            "secure-video-record" => "svr",
-            _ => heap.Name.Length > 12 ? heap.Name[..12] : heap.Name,
-        };
+        string prefix = heap.UseCase?.ShortName ?? (heap.Name.Length > 12 ? heap.Name[..12] : heap.Name);
         string name = string.Create(CultureInfo.InvariantCulture, $"{prefix}:{client.Pid}:{++client.Sequence}");
         return name.Length > RSTMEM_BUFFER_NAME_LEN - 1 ? name[..(RSTMEM_BUFFER_NAME_LEN - 1)] : name;
     }

@@ -7,6 +7,7 @@ using Rstmem.Daemon.Backends;
 using Rstmem.Daemon.Broker;
 using Rstmem.Daemon.Hosting;
 using Rstmem.Interop;
+using Rstmem.Interop.Uapi;
 using Rstmem.Interop.Kernel;
 using Rstmem.Model;
 using Serilog;
@@ -122,8 +123,7 @@ internal static class ServeCommand
             Action refresh = Refresher(chosen, options.ExtraHeaps, aliases, log);
             heapWatch = chosen.Kind == BackendKind.DmaHeap ? new HeapDirectoryWatch() : null;
             var limits = new BrokerLimits(options.Limits.MaxBuffersPerUser, options.MaxBytesPerUserValue, options.Limits.MaxConnectionsPerUser);
-            using var server = new BrokerServer(listener.Fd, chosen, limits, loggerFactory.CreateLogger("rstmemd.broker"), refresh,
-                heapWatch?.Descriptor, heapWatch is null ? null : heapWatch.Drain);
+            using BrokerServer server = DaemonComposition.Broker(listener.Fd, chosen, limits, loggerFactory, refresh, heapWatch);
 
             var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, ApplicationName = "rstmemd" });
             builder.Logging.ClearProviders();
@@ -161,7 +161,7 @@ internal static class ServeCommand
         {
             var notes = new List<string>();
             IReadOnlyCollection<string> extras = selection.Kind == BackendKind.Model
-                ? selection.Kernel.ListDirectory("/dev/dma_heap")
+                ? selection.Kernel.ListDirectory(DmaHeap.Directory)
                 : extraHeaps;
             selection.Heaps.Refresh(selection.Kernel, extras, aliases, notes);
             foreach (string note in notes)

@@ -9,7 +9,6 @@ namespace Rstmem.Daemon.Hosting;
 /// </summary>
 public sealed class HeapDirectoryWatch : IDisposable
 {
-    private const string Directory = "/dev/dma_heap";
     private readonly SafeFd inotify;
     private readonly byte[] buffer = new byte[4096];
     private bool watchingHeaps;
@@ -40,7 +39,7 @@ public sealed class HeapDirectoryWatch : IDisposable
     private void WatchHeapsOrDev()
     {
         const uint NodeEvents = Inotify.IN_CREATE | Inotify.IN_DELETE | Inotify.IN_MOVED_TO | Inotify.IN_MOVED_FROM;
-        watchingHeaps = Sys.TryInotifyAddWatch(inotify, Directory, NodeEvents, out _) == Errno.None;
+        watchingHeaps = Sys.TryInotifyAddWatch(inotify, DmaHeap.Directory, NodeEvents, out _) == Errno.None;
         if (!watchingHeaps)
         {
             Sys.TryInotifyAddWatch(inotify, "/dev", Inotify.IN_CREATE, out _);

@@ -16,7 +16,9 @@ public sealed class ProbeTests
     {
         public string Description => inner.Description;
 
-        public bool CloseEventMarksRelease => inner.CloseEventMarksRelease;
+        public ReleaseSignal ProbeReleaseSignal(SafeFd sample) => inner.ProbeReleaseSignal(sample);
+
+        public IReleaseObserver ObserveReleases(ReleaseSignal signal) => inner.ObserveReleases(signal);
 
         public Errno Open(string path, int flags, out SafeFd fd) => inner.Open(path, flags, out fd);
 

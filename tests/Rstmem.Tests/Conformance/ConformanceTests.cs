@@ -217,7 +217,9 @@ public sealed class ConformanceTests
     {
         public string Description => "buggy " + model.Description;
 
-        public bool CloseEventMarksRelease => model.CloseEventMarksRelease;
+        public ReleaseSignal ProbeReleaseSignal(SafeFd sample) => model.ProbeReleaseSignal(sample);
+
+        public IReleaseObserver ObserveReleases(ReleaseSignal signal) => model.ObserveReleases(signal);
 
         public Errno Open(string path, int flags, out SafeFd fd) => model.Open(path, flags, out fd);
 

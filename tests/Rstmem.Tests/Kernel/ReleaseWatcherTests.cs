@@ -5,10 +5,10 @@ using Rstmem.Interop.Uapi;
 namespace Rstmem.Tests.Kernel;
 
 /// <summary>
-/// The release-detection probe on this host (a memfd stands in for a dma-buf:
-/// its close is reported on this kernel). The reference-counting path needs a
-/// real dma-buf's fdinfo count and is covered in the Linux 7.2 guest
-/// (tests/kernel/guest/checks-mainline.sh).
+/// The real kernel's release observation on this host. A memfd stands in for
+/// a dma-buf: its close is reported here, but its fdinfo has no count, so the
+/// reference-counting path's release is covered in the Linux 7.2 guest
+/// (tests/kernel/guest/checks-mainline.sh), where buffers are real.
 /// </summary>
 public sealed class ReleaseWatcherTests
 {
@@ -17,24 +17,43 @@ public sealed class ReleaseWatcherTests
     {
         Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("probe", Memfd.MFD_CLOEXEC, out SafeFd buffer));
 
-        Assert.True(ReleaseWatcher.CloseEventsArrive(buffer));
+        Assert.Equal(ReleaseSignal.CloseEvents, LinuxKernel.Instance.ProbeReleaseSignal(buffer));
         Assert.True(buffer.IsClosed);
     }
 
     [Fact]
-    public void A_reference_counting_watcher_polls_and_holds_one_duplicate_per_buffer()
+    public void A_close_event_observer_reports_the_last_close_once_and_only_after_it()
     {
-        using var watcher = ReleaseWatcher.ReferenceCounting();
-        Assert.Equal(200, watcher.PollIntervalMilliseconds);
+        using IReleaseObserver observer = LinuxKernel.Instance.ObserveReleases(ReleaseSignal.CloseEvents);
+        Assert.Null(observer.PollIntervalMilliseconds);
+        Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("observed", Memfd.MFD_CLOEXEC, out SafeFd buffer));
+        int released = 0;
+        Assert.Equal(Errno.None, observer.Observe(buffer, () => released++));
+        Assert.Equal(0, observer.Drain());
+        Assert.Equal(0, released);
+
+        buffer.Dispose();
+
+        Assert.Equal(1, observer.Drain());
+        Assert.Equal(1, released);
+        Assert.Equal(0, observer.Observed);
+        Assert.Equal(0, observer.Drain());
+    }
+
+    [Fact]
+    public void A_reference_counting_observer_polls_and_holds_one_duplicate_per_buffer()
+    {
+        using IReleaseObserver observer = LinuxKernel.Instance.ObserveReleases(ReleaseSignal.ReferenceCount);
+        Assert.NotNull(observer.PollIntervalMilliseconds);
         Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("held", Memfd.MFD_CLOEXEC, out SafeFd buffer));
         int before = Directory.GetFiles("/proc/self/fd").Length;
         using (buffer)
         {
-            Assert.Equal(Errno.None, watcher.TryWatch(buffer, () => { }));
+            Assert.Equal(Errno.None, observer.Observe(buffer, () => { }));
         }
-        Assert.Equal(1, watcher.Watched);
+        Assert.Equal(1, observer.Observed);
         Assert.Equal(before, Directory.GetFiles("/proc/self/fd").Length); // the duplicate replaced the closed original
-        using var events = new ReleaseWatcher(closeMeansRelease: true);
-        Assert.Null(events.PollIntervalMilliseconds);
+        Assert.Equal(0, observer.Drain()); // a memfd has no fdinfo count: never taken for released
+        Assert.Equal(1, observer.Observed);
     }
 }

@@ -24,7 +24,7 @@ internal sealed class BrokerFixture : IDisposable
         Model = new ModelKernel(options);
         Selection = BackendProbe.Select("model", LinuxKernel.Instance, () => Model, [], new Dictionary<string, string>());
         listener = ListenerSocket.Bind(SocketPath, Convert.ToUInt32("660", 8), null);
-        Server = new BrokerServer(listener.Fd, Selection, limits ?? new BrokerLimits(4096, 1L << 40, 64), NullLogger.Instance, () => { });
+        Server = DaemonComposition.Broker(listener.Fd, Selection, limits ?? new BrokerLimits(4096, 1L << 40, 64), NullLoggerFactory.Instance, () => { });
         loop = new Thread(() => Server.Run(TimeSpan.FromSeconds(1))) { IsBackground = true, Name = "test-broker" };
         loop.Start();
         Server.Listening.Wait();

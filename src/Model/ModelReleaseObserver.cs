@@ -1,0 +1,93 @@
+using System.Collections.Concurrent;
+using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
+using Rstmem.Interop.Uapi;
+
+namespace Rstmem.Model;
+
+/// <summary>
+/// The model's <see cref="IReleaseObserver"/>: a buffer is released when the
+/// model frees its memory (its last descriptor anywhere closed and no TEE
+/// registration left), which the model learns from its own watch on the
+/// buffer's memfd. Nothing more is watched per buffer.
+/// </summary>
+internal sealed class ModelReleaseObserver : IReleaseObserver
+{
+    /// <summary>The poll interval of reference counting, which the model imitates when asked to.</summary>
+    private const int ReferenceCountPollMilliseconds = 200;
+
+    private readonly ModelKernel model;
+    private readonly bool wakes;
+    private readonly ConcurrentQueue<Action> released = new();
+    private readonly SafeFd wakeReader;
+    private readonly SafeFd wakeWriter;
+    private readonly byte[] drained = new byte[64];
+    private int observed;
+
+    public ModelReleaseObserver(ModelKernel model, ReleaseSignal signal)
+    {
+        this.model = model;
+        wakes = signal switch
+        {
+            ReleaseSignal.CloseEvents => true,
+            ReleaseSignal.ReferenceCount => false,
+            _ => throw new ArgumentOutOfRangeException(nameof(signal), signal, "expected CloseEvents or ReferenceCount"),
+        };
+        Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter)
+            .ThrowIfError("socketpair");
+    }
+
+    public SafeFd Events => wakeReader;
+
+    public int? PollIntervalMilliseconds => wakes ? null : ReferenceCountPollMilliseconds;
+
+    public int Observed => Volatile.Read(ref observed);
+
+    public Errno Observe(SafeFd buffer, Action onRelease)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        ArgumentNullException.ThrowIfNull(onRelease);
+        if (model.FindDmaBuf(buffer.DangerousFd) is not { } dmaBuf)
+        {
+            return Errno.EINVAL; // not a dma-buf of this model
+        }
+        if (!dmaBuf.WhenFreed(() => Released(onRelease)))
+        {
+            return Errno.EBADF; // already freed: the caller holds no reference
+        }
+        Interlocked.Increment(ref observed);
+        return Errno.None;
+    }
+
+    // From the model's release handling, on whichever thread drained its watch.
+    private void Released(Action onRelease)
+    {
+        released.Enqueue(onRelease);
+        if (wakes)
+        {
+            Sys.TryWrite(wakeWriter, [1], out _); // EAGAIN: a wake-up is already pending
+        }
+    }
+
+    public int Drain()
+    {
+        model.Drain(); // closes that have happened are handled, on this thread if nobody else got there
+        while (Sys.TryRead(wakeReader, drained, out int length) == Errno.None && length > 0)
+        {
+        }
+        int count = 0;
+        while (released.TryDequeue(out Action? onRelease))
+        {
+            Interlocked.Decrement(ref observed);
+            onRelease();
+            count++;
+        }
+        return count;
+    }
+
+    public void Dispose()
+    {
+        wakeReader.Dispose();
+        wakeWriter.Dispose();
+    }
+}

@@ -1,0 +1,145 @@
+using System.Globalization;
+using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
+using Rstmem.Interop.Uapi;
+using Rstmem.Model;
+using Rstmem.Tests.Support;
+
+namespace Rstmem.Tests.Kernel;
+
+/// <summary>
+/// The model's release observation: a buffer is released when the model frees
+/// its memory, learned from the model's own watch, with no second watch per
+/// buffer; a TEE registration keeps it alive as tee_shm_register_fd's
+/// dma_buf_get reference does.
+/// </summary>
+[Collection(SerialTests.Name)]
+public sealed class ModelReleaseObserverTests
+{
+    [Fact]
+    public void A_buffer_is_released_at_its_last_close_and_not_before()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
+        SafeFd buffer = model.HeapAllocOrFail("system", 4096);
+        Assert.Equal(Errno.None, Interop.Sys.TryDuplicate(buffer, out SafeFd duplicate));
+        var events = new List<string>();
+        Assert.Equal(Errno.None, observer.Observe(buffer, () => events.Add("released")));
+        Assert.Equal(1, observer.Observed);
+
+        buffer.Dispose();
+        events.Add("first close");
+        observer.Drain();
+        duplicate.Dispose();
+        events.Add("last close");
+        observer.Drain();
+
+        Assert.Equal(["first close", "last close", "released"], events);
+        Assert.Equal(0, observer.Observed);
+    }
+
+    [Fact]
+    public void A_close_wakes_the_observer_with_close_events_and_waits_for_the_poll_with_reference_counting()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        using IReleaseObserver events = model.ObserveReleases(ReleaseSignal.CloseEvents);
+        using IReleaseObserver counting = model.ObserveReleases(ReleaseSignal.ReferenceCount);
+        Assert.Null(events.PollIntervalMilliseconds);
+        Assert.NotNull(counting.PollIntervalMilliseconds);
+        using (SafeFd a = model.HeapAllocOrFail("system", 4096))
+        using (SafeFd b = model.HeapAllocOrFail("system", 4096))
+        {
+            Assert.Equal(Errno.None, events.Observe(a, () => { }));
+            Assert.Equal(Errno.None, counting.Observe(b, () => { }));
+        }
+        model.Drain(); // the model handles both closes; only the close-event observer is woken
+        Assert.True(Readable(events.Events));
+        Assert.False(Readable(counting.Events));
+        Assert.Equal(1, events.Drain());
+        Assert.Equal(1, counting.Drain());
+    }
+
+    [Fact]
+    public void A_TEE_registration_holds_the_buffer_after_its_descriptor_closes()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
+        using SafeFd tee = model.OpenOrFail("/dev/tee0", Fcntl.O_RDWR);
+        SafeFd buffer = model.HeapAllocOrFail("protected,secure-video", 4096);
+        int released = 0;
+        Assert.Equal(Errno.None, observer.Observe(buffer, () => released++));
+        var data = new tee_ioctl_shm_register_fd_data { fd = buffer.DangerousFd };
+        Assert.Equal(Errno.None, model.Ioctl(tee, Tee.TEE_IOC_SHM_REGISTER_FD, ref data, out int shmFd));
+        SafeFd shm = SafeFd.DangerousAdopt(shmFd);
+
+        buffer.Dispose();
+        observer.Drain();
+        Assert.Equal(0, released);
+
+        shm.Dispose();
+        observer.Drain();
+        Assert.Equal(1, released);
+    }
+
+    [Fact]
+    public void Observing_adds_no_watch_of_its_own()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
+        var buffers = new List<SafeFd>();
+        try
+        {
+            int before = InotifyWatches();
+            for (int i = 0; i < 8; i++)
+            {
+                buffers.Add(model.HeapAllocOrFail("system", 4096));
+            }
+            int allocated = InotifyWatches();
+            foreach (SafeFd buffer in buffers)
+            {
+                Assert.Equal(Errno.None, observer.Observe(buffer, () => { }));
+            }
+
+            Assert.Equal(8, allocated - before); // the model's own watch, one per buffer
+            Assert.Equal(allocated, InotifyWatches());
+        }
+        finally
+        {
+            buffers.ForEach(b => b.Dispose());
+        }
+    }
+
+    [Fact]
+    public void A_descriptor_the_model_did_not_make_is_refused()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
+        Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("stranger", Memfd.MFD_CLOEXEC, out SafeFd stranger));
+        using (stranger)
+        {
+            Assert.Equal(Errno.EINVAL, observer.Observe(stranger, () => { }));
+        }
+        Assert.Equal(0, observer.Observed);
+    }
+
+    private static bool Readable(SafeFd fd)
+    {
+        Span<pollfd> fds = [new pollfd { fd = fd.DangerousFd, events = Poll.POLLIN }];
+        Interop.Sys.TryPoll(fds, 0, out int ready);
+        return ready > 0;
+    }
+
+    /// <summary>inotify watches this process holds: the "inotify wd:" lines of every descriptor's fdinfo.</summary>
+    private static int InotifyWatches() =>
+        Directory.EnumerateFiles("/proc/self/fdinfo").Sum(path =>
+        {
+            try
+            {
+                return File.ReadLines(path).Count(line => line.StartsWith("inotify wd:", StringComparison.Ordinal));
+            }
+            catch (IOException)
+            {
+                return 0; // closed meanwhile
+            }
+        });
+}
