@@ -1,6 +1,6 @@
 namespace Rstmem.Interop;
 
-/// <summary>Which restricted-memory ABI a kernel speaks (shared/reference/abi.md).</summary>
+/// <summary>Which restricted-memory ABI a kernel speaks (docs/kernel-semantics.md describes each).</summary>
 public enum KernelGeneration
 {
     /// <summary>The v4 series: TEE_IOC_RSTMEM_ALLOC on /dev/teeN; gen_caps bit 4 = RSTMEM.</summary>

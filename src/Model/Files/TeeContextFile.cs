@@ -152,7 +152,7 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
             : Errno.EINVAL;
     }
 
-    // v4 tee_ioctl_rstmem_alloc → tee_rstmem_alloc → optee_rstmem_alloc (seed 002).
+    // v4 tee_ioctl_rstmem_alloc → tee_rstmem_alloc → optee_rstmem_alloc ("[PATCH v4] tee: add restricted memory allocation", drivers/tee/tee_core.c and tee_rstmem.c).
     private Errno RstmemAlloc(Span<byte> argument, out int result)
     {
         result = -1;
