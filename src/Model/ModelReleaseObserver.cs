@@ -23,6 +23,7 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
     private readonly SafeFd wakeWriter;
     private readonly byte[] drained = new byte[64];
     private int observed;
+    private long nextHandle;
 
     public ModelReleaseObserver(ModelKernel model, ReleaseSignal signal)
     {
@@ -43,10 +44,11 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
 
     public int Observed => Volatile.Read(ref observed);
 
-    public Errno Observe(SafeFd buffer, Action onRelease)
+    public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
     {
         ArgumentNullException.ThrowIfNull(buffer);
         ArgumentNullException.ThrowIfNull(onRelease);
+        handle = -1;
         if (model.FindDmaBuf(buffer.DangerousFd) is not { } dmaBuf)
         {
             return Errno.EINVAL; // not a dma-buf of this model
@@ -56,6 +58,7 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
             return Errno.EBADF; // already freed: the caller holds no reference
         }
         Interlocked.Increment(ref observed);
+        handle = Interlocked.Increment(ref nextHandle);
         return Errno.None;
     }
 
@@ -69,12 +72,38 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
         }
     }
 
+    /// <summary>
+    /// Handles the closes that have happened. With close events their
+    /// callbacks run now; with reference counting they wait for the next
+    /// <see cref="Sweep"/> or <see cref="Recheck"/>, as on a kernel that reports nothing.
+    /// </summary>
     public int Drain()
     {
         model.Drain(); // closes that have happened are handled, on this thread if nobody else got there
         while (Sys.TryRead(wakeReader, drained, out int length) == Errno.None && length > 0)
         {
         }
+        return wakes ? RunReleased() : 0;
+    }
+
+    public int Sweep()
+    {
+        if (wakes)
+        {
+            return 0;
+        }
+        model.Drain();
+        return RunReleased();
+    }
+
+    public int Recheck(ReadOnlySpan<long> buffers)
+    {
+        model.Drain();
+        return RunReleased();
+    }
+
+    private int RunReleased()
+    {
         int count = 0;
         while (released.TryDequeue(out Action? onRelease))
         {

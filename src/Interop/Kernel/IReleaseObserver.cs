@@ -30,7 +30,7 @@ public interface IReleaseObserver : IDisposable
     /// <summary>Readable when releases are waiting to be handled: put it in the poll set and call <see cref="Drain"/>.</summary>
     SafeFd Events { get; }
 
-    /// <summary>When not null, <see cref="Drain"/> must also run this often: nothing wakes the caller for some releases.</summary>
+    /// <summary>When not null, <see cref="Sweep"/> must run this often: nothing wakes the caller for those releases.</summary>
     int? PollIntervalMilliseconds { get; }
 
     /// <summary>Buffers observed and not yet released.</summary>
@@ -39,14 +39,27 @@ public interface IReleaseObserver : IDisposable
     /// <summary>
     /// Starts observing <paramref name="buffer"/> (still open here: call before
     /// giving it away); <paramref name="onRelease"/> runs once, from
-    /// <see cref="Drain"/>, after its last reference anywhere is gone.
+    /// <see cref="Drain"/>, <see cref="Sweep"/> or <see cref="Recheck"/>, after
+    /// its last reference anywhere is gone. <paramref name="handle"/> names the
+    /// buffer to <see cref="Recheck"/>.
     /// </summary>
-    Errno Observe(SafeFd buffer, Action onRelease);
+    Errno Observe(SafeFd buffer, Action onRelease, out long handle);
 
     /// <summary>
-    /// Runs the callbacks of every release that has happened. A release that
-    /// completed before this call (a close in this or another process that
-    /// has returned) is always handled by it. Returns how many were handled.
+    /// Runs the callbacks of the releases the kernel has reported (events that
+    /// have arrived): no work per live buffer. On an event kernel a release
+    /// that completed before this call (a close in this or another process
+    /// that has returned) is always handled by it. Returns how many were handled.
     /// </summary>
     int Drain();
+
+    /// <summary>
+    /// The timer's turn (every <see cref="PollIntervalMilliseconds"/>): finds
+    /// releases nothing reported, looking at a bounded number of buffers per
+    /// call, round robin, so every buffer is looked at within a few turns.
+    /// </summary>
+    int Sweep();
+
+    /// <summary>Looks at these buffers now (for example before refusing a quota), whatever the sweep's position.</summary>
+    int Recheck(ReadOnlySpan<long> buffers);
 }

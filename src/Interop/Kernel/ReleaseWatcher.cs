@@ -24,19 +24,39 @@ namespace Rstmem.Interop.Kernel;
 /// fsnotify events for pseudo files, dma-bufs among them: no IN_CLOSE_* and,
 /// the watch pinning the inode, no IN_IGNORED either), the watcher keeps one
 /// duplicate of each buffer and reads its fdinfo <c>count</c>
-/// (dma_buf_show_fdinfo: file_count) every
-/// <see cref="PollIntervalMilliseconds"/>: count 1 means only the duplicate is
-/// left, so it is closed and the buffer is released.
+/// (dma_buf_show_fdinfo: file_count), a bounded share of the buffers each
+/// <see cref="PollIntervalMilliseconds"/> (<see cref="Sweep"/>), or the ones
+/// named (<see cref="Recheck"/>): count 1 means only the duplicate is left, so
+/// it is closed and the buffer is released.
 /// </summary>
 public sealed class ReleaseWatcher : IReleaseObserver
 {
     private const int ReferenceCountPollMilliseconds = 200;
 
+    /// <summary>A sweep looks at a quarter of the buffers (so each is seen within four turns), within these bounds.</summary>
+    private const int MinimumSweep = 64;
+    private const int MaximumSweep = 4096;
+
+    /// <summary>A duplicate held to read a buffer's reference count, and where it sits in the sweep's ring.</summary>
+    private sealed class Counted(long handle, SafeFd copy, Action onRelease)
+    {
+        public long Handle { get; } = handle;
+
+        public SafeFd Copy { get; } = copy;
+
+        public Action OnRelease { get; } = onRelease;
+
+        public int Index { get; set; }
+    }
+
     private readonly SafeFd inotify;
     private readonly bool closeMeansRelease;
     private readonly FdInfoCounter? counter;
     private readonly Dictionary<int, Action> pending = [];
-    private readonly List<(SafeFd Copy, Action OnRelease)> counted = [];
+    private readonly List<Counted> counted = [];
+    private readonly Dictionary<long, Counted> countedByHandle = [];
+    private long nextHandle;
+    private int cursor;
     private readonly Lock gate = new();
     private readonly byte[] events = new byte[16 * 1024];
 
@@ -113,10 +133,11 @@ public sealed class ReleaseWatcher : IReleaseObserver
     /// runs once, from <see cref="Drain"/>, after its last reference is gone.
     /// Call this while <paramref name="buffer"/> is still open.
     /// </summary>
-    public Errno Observe(SafeFd buffer, Action onRelease)
+    public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
     {
         ArgumentNullException.ThrowIfNull(buffer);
         ArgumentNullException.ThrowIfNull(onRelease);
+        handle = -1;
         lock (gate)
         {
             if (counter is not null)
@@ -124,7 +145,10 @@ public sealed class ReleaseWatcher : IReleaseObserver
                 Errno duplicated = Sys.TryDuplicate(buffer, out SafeFd copy);
                 if (duplicated == Errno.None)
                 {
-                    counted.Add((copy, onRelease));
+                    handle = ++nextHandle;
+                    var entry = new Counted(handle, copy, onRelease) { Index = counted.Count };
+                    counted.Add(entry);
+                    countedByHandle.Add(handle, entry);
                 }
                 return duplicated;
             }
@@ -141,10 +165,14 @@ public sealed class ReleaseWatcher : IReleaseObserver
                     throw new InvalidOperationException($"{path} is already watched (watch {watch})");
                 }
                 pending.Add(watch, onRelease);
+                handle = watch;
             }
             return errno;
         }
     }
+
+    /// <summary>Observes with no need to <see cref="Recheck"/> later.</summary>
+    public Errno Observe(SafeFd buffer, Action onRelease) => Observe(buffer, onRelease, out _);
 
     /// <summary>
     /// Reads every event waiting, runs the release callbacks and returns how
@@ -158,7 +186,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
     {
         lock (gate)
         {
-            int released = counter is not null ? DrainCounted() : 0;
+            int released = 0;
             while (true)
             {
                 Errno errno = Sys.TryRead(inotify, events, out int length);
@@ -193,31 +221,84 @@ public sealed class ReleaseWatcher : IReleaseObserver
         }
     }
 
-    /// <summary>Closes the duplicates that are the last reference left and runs their callbacks.</summary>
-    private int DrainCounted()
+    /// <summary>
+    /// Reference counting: reads the fdinfo count of the next buffers in the
+    /// ring (a quarter of them, at least <see cref="MinimumSweep"/>, at most
+    /// <see cref="MaximumSweep"/>), releasing those whose duplicate is the
+    /// last reference. Nothing to do on an event kernel.
+    /// </summary>
+    public int Sweep()
     {
-        int released = 0;
-        for (int i = counted.Count - 1; i >= 0; i--)
+        lock (gate)
         {
-            (SafeFd copy, Action onRelease) = counted[i];
-            Errno errno = counter!.TryRead(copy, out long count);
-            if (errno != Errno.None)
+            if (counter is null || counted.Count == 0)
             {
-                // Not a dma-buf (no count), or procfs refused: it stays held; counted for diagnostics.
-                CountReadFailures++;
-                continue;
+                return 0;
             }
-            if (count != 1)
+            int budget = Math.Clamp((counted.Count + 3) / 4, MinimumSweep, MaximumSweep);
+            int released = 0;
+            for (int looked = 0; looked < budget && counted.Count > 0; looked++)
             {
-                continue;
+                if (cursor >= counted.Count)
+                {
+                    cursor = 0;
+                }
+                if (Check(counted[cursor]))
+                {
+                    released++; // the last entry moved into this slot: look at it next
+                }
+                else
+                {
+                    cursor++;
+                }
             }
-            counted[i] = counted[^1];
-            counted.RemoveAt(counted.Count - 1);
-            copy.Dispose();
-            onRelease();
-            released++;
+            return released;
         }
-        return released;
+    }
+
+    /// <summary>Looks at these buffers now: their fdinfo counts (reference counting), or the events waiting.</summary>
+    public int Recheck(ReadOnlySpan<long> buffers)
+    {
+        if (counter is null)
+        {
+            return Drain();
+        }
+        lock (gate)
+        {
+            int released = 0;
+            foreach (long handle in buffers)
+            {
+                if (countedByHandle.TryGetValue(handle, out Counted? entry) && Check(entry))
+                {
+                    released++;
+                }
+            }
+            return released;
+        }
+    }
+
+    /// <summary>Releases <paramref name="entry"/> when its duplicate is the last reference left; true if it did.</summary>
+    private bool Check(Counted entry)
+    {
+        Errno errno = counter!.TryRead(entry.Copy, out long count);
+        if (errno != Errno.None)
+        {
+            // Not a dma-buf (no count), or procfs refused: it stays held; counted for diagnostics.
+            CountReadFailures++;
+            return false;
+        }
+        if (count != 1)
+        {
+            return false;
+        }
+        Counted last = counted[^1];
+        counted[entry.Index] = last;
+        last.Index = entry.Index;
+        counted.RemoveAt(counted.Count - 1);
+        countedByHandle.Remove(entry.Handle);
+        entry.Copy.Dispose();
+        entry.OnRelease();
+        return true;
     }
 
     public void Dispose()
@@ -226,6 +307,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
         {
             counted.ForEach(c => c.Copy.Dispose());
             counted.Clear();
+            countedByHandle.Clear();
         }
         inotify.Dispose();
         counter?.Dispose();

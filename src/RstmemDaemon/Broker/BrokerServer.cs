@@ -76,6 +76,7 @@ public sealed class BrokerServer : IDisposable
         var fds = new List<pollfd>();
         var order = new List<Connection?>();
         DateTime? deadline = null;
+        long nextSweep = 0;
         Listening.Set();
         while (true)
         {
@@ -112,17 +113,20 @@ public sealed class BrokerServer : IDisposable
             }
 
             int timeout = deadline is null ? -1 : Math.Max(1, (int)(deadline.Value - DateTime.UtcNow).TotalMilliseconds);
-            int? pollReleases = ledger.PollIntervalMilliseconds;
-            if (pollReleases is { } interval)
+            // Reference counting: a bounded sweep on a timer, never one per request.
+            if (ledger.PollIntervalMilliseconds is { } interval)
             {
-                timeout = timeout < 0 ? interval : Math.Min(timeout, interval);
+                long now = Environment.TickCount64;
+                if (now >= nextSweep)
+                {
+                    ledger.Sweep();
+                    nextSweep = now + interval;
+                }
+                int untilSweep = (int)Math.Max(1, nextSweep - now);
+                timeout = timeout < 0 ? untilSweep : Math.Min(timeout, untilSweep);
             }
             Span<pollfd> span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds);
             Errno errno = Sys.TryPoll(span, timeout, out int ready);
-            if (pollReleases is not null)
-            {
-                ledger.HandleReleases();
-            }
             if (errno == Errno.EINTR || ready == 0)
             {
                 continue;

@@ -29,6 +29,12 @@ public sealed class UserUsage
 
     /// <summary>Each limit's first breach is logged once per uid (dbus-broker's habit), not on every refusal.</summary>
     public HashSet<string> BreachesLogged { get; } = [];
+
+    /// <summary>The release observer's handles of the buffers this uid holds.</summary>
+    internal HashSet<long> Live { get; } = [];
+
+    /// <summary>When this uid's buffers were last rechecked before a refusal (the ledger's clock).</summary>
+    internal long LastRecount { get; set; } = long.MinValue / 2;
 }
 
 /// <summary>
@@ -42,6 +48,9 @@ public sealed class BufferLedger : IDisposable
 {
     private sealed class Record(ulong id, uint uid, int pid, string heap, long size, long connection)
     {
+        /// <summary>The observer's name for the buffer (<see cref="IReleaseObserver.Recheck"/>).</summary>
+        public long Handle { get; set; }
+
         public ulong Id { get; } = id;
 
         public uint Uid { get; } = uid;
@@ -59,14 +68,17 @@ public sealed class BufferLedger : IDisposable
     }
 
     private readonly IReleaseObserver releases;
+    private readonly Func<long> milliseconds;
     private readonly Dictionary<ulong, Record> records = [];
     private readonly Dictionary<uint, UserUsage> users = [];
     private readonly Dictionary<string, HeapUsage> heaps = new(StringComparer.Ordinal);
     private ulong nextId;
 
     /// <param name="releases">How releases are learned (from the kernel surface); the ledger owns it.</param>
-    public BufferLedger(IReleaseObserver releases, BrokerLimits limits)
+    /// <param name="milliseconds">A monotonic clock in milliseconds (Environment.TickCount64; tests pass their own).</param>
+    public BufferLedger(IReleaseObserver releases, BrokerLimits limits, Func<long>? milliseconds = null)
     {
+        this.milliseconds = milliseconds ?? (() => Environment.TickCount64);
         ArgumentNullException.ThrowIfNull(releases);
         ArgumentNullException.ThrowIfNull(limits);
         this.releases = releases;
@@ -78,8 +90,11 @@ public sealed class BufferLedger : IDisposable
     /// <summary>Readable when releases are waiting to be handled.</summary>
     public SafeFd ReleaseEvents => releases.Events;
 
-    /// <summary>When set, <see cref="HandleReleases"/> must also run this often (releases that wake nobody).</summary>
+    /// <summary>When set, <see cref="Sweep"/> must run this often (releases that wake nobody).</summary>
     public int? PollIntervalMilliseconds => releases.Observed > 0 ? releases.PollIntervalMilliseconds : null;
+
+    /// <summary>The timer's turn: a bounded look for releases nothing reported.</summary>
+    public int Sweep() => releases.Sweep();
 
     public ulong Allocations { get; private set; }
 
@@ -114,6 +129,7 @@ public sealed class BufferLedger : IDisposable
         return usage;
     }
 
+    /// <summary>Handles the releases the kernel has reported: no work per live buffer.</summary>
     public int HandleReleases() => releases.Drain();
 
     public void CountFailure(string heap)
@@ -159,6 +175,12 @@ public sealed class BufferLedger : IDisposable
         string? limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
             : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
             : null;
+        if (limit is not null && RecountBeforeRefusing(user))
+        {
+            limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
+                : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
+                : null;
+        }
         if (limit is not null)
         {
             firstBreach = user.BreachesLogged.Add(limit) ? limit : null;
@@ -169,6 +191,27 @@ public sealed class BufferLedger : IDisposable
         user.Buffers++;
         user.Bytes += size;
         return Errno.None;
+    }
+
+    /// <summary>
+    /// Before a refusal: looks at every buffer the user holds, so releases no
+    /// event reported are counted (reference counting). At most once per poll
+    /// interval per user, so a client hammering at its limit cannot turn its
+    /// refusals into work that delays everyone. True when anything was released.
+    /// </summary>
+    private bool RecountBeforeRefusing(UserUsage user)
+    {
+        if (releases.PollIntervalMilliseconds is not { } interval || user.Live.Count == 0)
+        {
+            return false;
+        }
+        long now = milliseconds();
+        if (now - user.LastRecount < interval)
+        {
+            return false;
+        }
+        user.LastRecount = now;
+        return releases.Recheck([.. user.Live]) > 0;
     }
 
     /// <summary>Takes back a charge whose allocation failed.</summary>
@@ -190,12 +233,14 @@ public sealed class BufferLedger : IDisposable
     {
         id = ++nextId;
         var record = new Record(id, uid, pid, heap, size, connection);
-        Errno errno = releases.Observe(buffer, () => OnReleased(record));
+        Errno errno = releases.Observe(buffer, () => OnReleased(record), out long handle);
         if (errno != Errno.None)
         {
             Refund(uid, charged);
             return errno;
         }
+        record.Handle = handle;
+        User(uid).Live.Add(handle);
         records[id] = record;
         Allocations++;
         LiveBuffers++;
@@ -251,6 +296,7 @@ public sealed class BufferLedger : IDisposable
         UserUsage user = User(record.Uid);
         user.Buffers--;
         user.Bytes -= record.Size;
+        user.Live.Remove(record.Handle);
         if (record.Connection == 0)
         {
             records.Remove(record.Id);

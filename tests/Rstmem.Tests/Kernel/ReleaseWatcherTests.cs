@@ -28,7 +28,7 @@ public sealed class ReleaseWatcherTests
         Assert.Null(observer.PollIntervalMilliseconds);
         Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("observed", Memfd.MFD_CLOEXEC, out SafeFd buffer));
         int released = 0;
-        Assert.Equal(Errno.None, observer.Observe(buffer, () => released++));
+        Assert.Equal(Errno.None, observer.Observe(buffer, () => released++, out _));
         Assert.Equal(0, observer.Drain());
         Assert.Equal(0, released);
 
@@ -49,7 +49,7 @@ public sealed class ReleaseWatcherTests
         int before = Directory.GetFiles("/proc/self/fd").Length;
         using (buffer)
         {
-            Assert.Equal(Errno.None, observer.Observe(buffer, () => { }));
+            Assert.Equal(Errno.None, observer.Observe(buffer, () => { }, out _));
         }
         Assert.Equal(1, observer.Observed);
         Assert.Equal(before, Directory.GetFiles("/proc/self/fd").Length); // the duplicate replaced the closed original

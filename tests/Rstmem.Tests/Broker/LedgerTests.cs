@@ -1,0 +1,178 @@
+using Rstmem.Daemon.Broker;
+using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
+using Rstmem.Interop.Uapi;
+
+namespace Rstmem.Tests.Broker;
+
+/// <summary>The ledger owns the per-user limits; a refusal is never stale, and rechecking is rate-limited.</summary>
+public sealed class LedgerTests
+{
+    /// <summary>An observer whose releases happen only when the test says, and that counts what the ledger asks of it.</summary>
+    private sealed class ScriptedObserver(int? pollInterval) : IReleaseObserver
+    {
+        private readonly Dictionary<long, Action> observed = [];
+        private readonly HashSet<long> closed = [];
+        private readonly SafeFd events = Interop.Sys.TryMemfdCreate("events", Memfd.MFD_CLOEXEC, out SafeFd fd) == Errno.None ? fd : SafeFd.Invalid;
+        private long next;
+
+        public int Rechecks { get; private set; }
+
+        public int Drains { get; private set; }
+
+        public SafeFd Events => events;
+
+        public int? PollIntervalMilliseconds => pollInterval;
+
+        public int Observed => observed.Count;
+
+        public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
+        {
+            handle = ++next;
+            observed.Add(handle, onRelease);
+            return Errno.None;
+        }
+
+        /// <summary>The buffer's last reference went, but nothing reported it (a reference-counting kernel).</summary>
+        public void CloseSilently(long handle) => closed.Add(handle);
+
+        public int Drain()
+        {
+            Drains++;
+            return 0;
+        }
+
+        public int Sweep() => Release(closed.ToArray());
+
+        public int Recheck(ReadOnlySpan<long> buffers)
+        {
+            Rechecks++;
+            return Release(buffers.ToArray());
+        }
+
+        private int Release(long[] handles)
+        {
+            int released = 0;
+            foreach (long handle in handles.Where(closed.Contains))
+            {
+                closed.Remove(handle);
+                observed.Remove(handle, out Action? onRelease);
+                onRelease!();
+                released++;
+            }
+            return released;
+        }
+
+        public void Dispose() => events.Dispose();
+    }
+
+    private const uint Uid = 1000;
+
+    private static ulong Record(BufferLedger ledger, long size, long connection = 1)
+    {
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, size, out _, out _));
+        Assert.Equal(Errno.None, ledger.TryRecord(SafeFd.Invalid, Uid, 42, "heap", size, size, connection, out ulong id));
+        return id;
+    }
+
+    [Fact]
+    public void A_charge_past_a_limit_is_EDQUOT_naming_the_limit_and_logged_once()
+    {
+        using var ledger = new BufferLedger(new ScriptedObserver(null), new BrokerLimits(2, 10_000, 4));
+        Record(ledger, 4096);
+
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 8192, out string refusal, out string? first));
+        Assert.StartsWith("MaxBytesPerUser:", refusal, StringComparison.Ordinal);
+        Assert.Equal("MaxBytesPerUser", first);
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 8192, out _, out first));
+        Assert.Null(first);
+
+        Record(ledger, 4096);
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 1, out refusal, out first));
+        Assert.StartsWith("MaxBuffersPerUser:", refusal, StringComparison.Ordinal);
+        Assert.Equal("MaxBuffersPerUser", first);
+    }
+
+    [Fact]
+    public void A_refused_or_failed_charge_leaves_nothing_charged()
+    {
+        using var ledger = new BufferLedger(new ScriptedObserver(null), new BrokerLimits(1, 10_000, 4));
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, 4096, out _, out _));
+        ledger.Refund(Uid, 4096); // the kernel's allocation failed
+
+        Assert.Equal(0, ledger.User(Uid).Buffers);
+        Assert.Equal(0, ledger.User(Uid).Bytes);
+        Record(ledger, 4096);
+        Assert.Equal(1, ledger.User(Uid).Buffers);
+    }
+
+    [Fact]
+    public void The_charge_becomes_the_size_the_kernel_gave()
+    {
+        using var ledger = new BufferLedger(new ScriptedObserver(null), new BrokerLimits(4, 1 << 20, 4));
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, 5000, out _, out _));
+        Assert.Equal(Errno.None, ledger.TryRecord(SafeFd.Invalid, Uid, 42, "heap", 5000, 8192, 1, out _));
+
+        Assert.Equal(8192, ledger.User(Uid).Bytes);
+        Assert.Equal(8192ul, ledger.LiveBytes);
+    }
+
+    [Fact]
+    public void Before_refusing_on_a_reference_counting_kernel_the_users_buffers_are_recounted()
+    {
+        var observer = new ScriptedObserver(pollInterval: 60_000);
+        using var ledger = new BufferLedger(observer, new BrokerLimits(1, 1 << 20, 4));
+        Record(ledger, 4096);
+        observer.CloseSilently(1); // released, and no event said so
+
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, 4096, out _, out _));
+        Assert.Equal(1, observer.Rechecks);
+        Assert.Equal(1ul, ledger.Released);
+    }
+
+    [Fact]
+    public void A_client_hammering_at_its_limit_causes_at_most_one_recount_per_interval()
+    {
+        var observer = new ScriptedObserver(pollInterval: 200);
+        long now = 1_000;
+        using var ledger = new BufferLedger(observer, new BrokerLimits(1, 1 << 20, 4), () => now);
+        Record(ledger, 4096);
+        for (int i = 0; i < 100; i++)
+        {
+            Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 4096, out _, out _));
+        }
+        Assert.Equal(1, observer.Rechecks);
+        Assert.Equal(101, observer.Drains); // the reported releases are handled every time: cheap, no per-buffer work
+
+        now += 199;
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 4096, out _, out _));
+        Assert.Equal(1, observer.Rechecks);
+        now += 1; // one poll interval after the last recount
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 4096, out _, out _));
+        Assert.Equal(2, observer.Rechecks);
+    }
+
+    [Fact]
+    public void On_an_event_kernel_a_refusal_needs_no_recount()
+    {
+        var observer = new ScriptedObserver(pollInterval: null);
+        using var ledger = new BufferLedger(observer, new BrokerLimits(1, 1 << 20, 4));
+        Record(ledger, 4096);
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 4096, out _, out _));
+        Assert.Equal(0, observer.Rechecks);
+    }
+
+    [Fact]
+    public void Connections_past_the_limit_are_refused_and_the_first_refusal_is_flagged_once()
+    {
+        using var ledger = new BufferLedger(new ScriptedObserver(null), new BrokerLimits(1, 1, 2));
+        Assert.True(ledger.TryConnect(Uid, out _));
+        Assert.True(ledger.TryConnect(Uid, out _));
+        Assert.False(ledger.TryConnect(Uid, out bool first));
+        Assert.True(first);
+        Assert.False(ledger.TryConnect(Uid, out first));
+        Assert.False(first);
+        ledger.Disconnected(Uid);
+        Assert.True(ledger.TryConnect(Uid, out _));
+    }
+}
