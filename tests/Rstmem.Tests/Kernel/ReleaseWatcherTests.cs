@@ -1,6 +1,7 @@
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
+using Rstmem.Tests.Support;
 
 namespace Rstmem.Tests.Kernel;
 
@@ -10,6 +11,7 @@ namespace Rstmem.Tests.Kernel;
 /// reference-counting path's release is covered in the Linux 7.2 guest
 /// (tests/kernel/guest/checks-mainline.sh), where buffers are real.
 /// </summary>
+[Collection(SerialTests.Name)] // counts this process's descriptors
 public sealed class ReleaseWatcherTests
 {
     [Fact]
