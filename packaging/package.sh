@@ -8,7 +8,7 @@
 #   librstmem-dev_<version>_<arch>.deb  rstmem/rstmem.h, rstmem/protocol.h, rstmem.pc, librstmem.so
 #
 # for amd64 and arm64, then checks them: lintian (no error, no warning) and
-# packaging/tests/unit-security.sh and packaging/tests/package-contents.sh.
+# packaging/tests/unit-security.sh, package-contents.sh and install-boot.sh.
 #
 #   packaging/package.sh [ARCH...]      ARCH: amd64, arm64 (default: both)
 #
@@ -275,9 +275,14 @@ lint=(lintian --fail-on error,warning "${debs[@]}")
 [ "$(id -u)" -ne 0 ] || lint=(runuser -u nobody -- "${lint[@]}")
 "${lint[@]}" || die "lintian found errors or warnings (above)"
 
-log "tests: packaging/tests/unit-security.sh, packaging/tests/package-contents.sh"
+log "tests: packaging/tests/unit-security.sh, package-contents.sh, install-boot.sh"
 status=0
 "$PACKAGING/tests/unit-security.sh" || status=1
 "$PACKAGING/tests/package-contents.sh" "${debs[@]}" || status=1
+# Installed and booted: the build machine's architecture only (nspawn runs it natively).
+build_arch=$(dpkg --print-architecture)
+if [[ " ${ARCHES[*]} " == *" $build_arch "* ]]; then
+  "$PACKAGING/tests/install-boot.sh" "$DIST"/{rstmemd,librstmem1,librstmem-dev}_"${VERSION}_$build_arch.deb" || status=1
+fi
 [ $status -eq 0 ] || die "a packaging test failed (above)"
 ls -l "${debs[@]}"
