@@ -203,7 +203,8 @@ package_arch() { # ARCH
 
   # The exported symbols must be those of packaging/debian/librstmem1.symbols:
   # a change fails here (-c4) until that file says which version added it.
-  dpkg-gensymbols -q -c4 -plibrstmem1 -a"$arch" -v"$UPSTREAM_VERSION" -P"$work/librstmem1" \
+  # DEB_HOST_ARCH: dpkg-gensymbols reads the library with the host triplet's objdump.
+  DEB_HOST_ARCH=$arch dpkg-gensymbols -q -c4 -plibrstmem1 -a"$arch" -v"$UPSTREAM_VERSION" -P"$work/librstmem1" \
     -I"$PACKAGING/debian/librstmem1.symbols" -O"$work/librstmem1.symbols" >&2 ||
     die "$arch: librstmem.so.1 exports differ from packaging/debian/librstmem1.symbols (diff above)"
   install -d "$work/librstmem1/DEBIAN"
