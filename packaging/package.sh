@@ -141,7 +141,9 @@ install_man() { # STAGE SOURCE SECTION
 build_deb() { # STAGE PACKAGE ARCH DEPENDS
   local stage=$1 package=$2 arch=$3 depends=$4 size deb
   install -d "$stage/DEBIAN"
-  size=$(du -sk --apparent-size --exclude=DEBIAN "$stage" | cut -f1)
+  # Installed-Size as dpkg-gencontrol counts it: KiB per file rounded up, 1 per directory or link.
+  size=$(cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%s\n' -o -printf '1\n' |
+    awk '{ kib += int(($1 + 1023) / 1024) } END { print kib }')
   sed -e "s/@VERSION@/$VERSION/g" -e "s/@ARCH@/$arch/g" -e "s|@MAINTAINER@|$MAINTAINER|g" \
       -e "s/@INSTALLED_SIZE@/$size/g" -e "s/@SHLIBS@/$depends/g" \
       "$PACKAGING/debian/$package.control" >"$stage/DEBIAN/control"
