@@ -161,8 +161,8 @@ daemon_binary() { # ARCH
   binary=$DIST/$(runtime_id "$arch")/rstmemd
   if [ ! -f "$binary" ] || ! is_native_aot "$binary"; then
     [ -x "$PACKAGING/publish.sh" ] || die "$binary is missing or not a NativeAOT build, and packaging/publish.sh (which writes it) is not there"
-    log "${binary#"$ROOT"/}: $([ -f "$binary" ] && echo 'not a NativeAOT build' || echo missing); running packaging/publish.sh"
-    "$PACKAGING/publish.sh" >&2
+    log "${binary#"$ROOT"/}: $([ -f "$binary" ] && echo 'not a NativeAOT build' || echo missing); running packaging/publish.sh $(runtime_id "$arch")"
+    "$PACKAGING/publish.sh" "$(runtime_id "$arch")" >&2
     [ -f "$binary" ] || die "packaging/publish.sh did not write $binary"
     is_native_aot "$binary" || die "$binary is not a NativeAOT build (no __managedcode section); rstmemd.service runs it with MemoryDenyWriteExecute=yes, where a JIT cannot run"
   fi
