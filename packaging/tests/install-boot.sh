@@ -170,6 +170,13 @@ status=$?
 check "udevadm test reads 70-rstmemd.rules without a complaint" $status
 [ $status -eq 0 ] || grep '70-rstmemd' "$TMP/udev" | diag
 
+# The upgrade path: postinst configure with the old version restarts the socket and a running service.
+inside sh -c 'dpkg -i /root/debs/*.deb' >"$TMP/reinstall" 2>&1 && [ "$(inside systemctl is-active rstmemd.socket)" = active ] &&
+  as member rstmemd stats >/dev/null 2>&1 && [ "$(inside systemctl show -P MainPID rstmemd.service)" != "$pid" ]
+status=$?
+check "dpkg -i again (upgrade): the socket listens, the service was restarted and answers" $status
+[ $status -eq 0 ] || diag <"$TMP/reinstall"
+
 inside systemctl stop rstmemd.service 2>/dev/null # it warns that the socket can start it again
 [ "$(inside systemctl show -P Result rstmemd.service)" = success ] && [ "$(inside systemctl show -P ExecMainStatus rstmemd.service)" = 0 ]
 check "systemctl stop: SIGTERM, the daemon exits 0" $?
