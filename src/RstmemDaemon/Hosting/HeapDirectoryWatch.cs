@@ -38,7 +38,9 @@ public sealed class HeapDirectoryWatch : IDisposable
 
     private void WatchHeapsOrDev()
     {
-        const uint NodeEvents = Inotify.IN_CREATE | Inotify.IN_DELETE | Inotify.IN_MOVED_TO | Inotify.IN_MOVED_FROM;
+        // IN_ATTRIB: a node appears as root 0600 and udev then gives it to the daemon's user
+        // (packaging's 70-rstmemd.rules); the open that failed at IN_CREATE succeeds after it.
+        const uint NodeEvents = Inotify.IN_CREATE | Inotify.IN_DELETE | Inotify.IN_MOVED_TO | Inotify.IN_MOVED_FROM | Inotify.IN_ATTRIB;
         watchingHeaps = Sys.TryInotifyAddWatch(inotify, DmaHeap.Directory, NodeEvents, out _) == Errno.None;
         if (!watchingHeaps)
         {
