@@ -12,7 +12,7 @@ public sealed class LeakTests
     public void Ten_thousand_allocate_pass_close_cycles_leave_no_bytes_and_no_descriptors_behind()
     {
         using ModelKernel model = ModelKit.Model("mainline");
-        using SafeFd node = model.OpenOrFail("/dev/dma_heap/protected,secure-video");
+        using SafeFd node = model.OpenOrFail(DmaHeap.NodePath("protected,secure-video"));
         Assert.Equal(Errno.None, Interop.Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_SEQPACKET, 0, out SafeFd sender, out SafeFd receiver));
         using (sender)
         using (receiver)
