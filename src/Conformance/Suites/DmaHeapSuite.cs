@@ -158,8 +158,8 @@ internal static class DmaHeapSuite
             });
 
         yield return Case("dma-heap.ioctl.read-only-direction",
-            "_IOR: nothing is read (len 0 → EINVAL); the struct comes back zeroed (6.x) or untouched (7.x); the model: zeroed for v4 and v6 (6.x bases), untouched for mainline",
-            $"{Core}: dma_heap_ioctl: (ucmd & kcmd & IOC_IN) == 0 → in_size = 0; copy_to_user after the switch (6.x) or on success only (7.x)", c =>
+            "_IOR: nothing is read (len 0 → EINVAL); the struct comes back zeroed (old kernels) or untouched (new); the model: zeroed for v4 and v6, untouched for mainline",
+            $"{Core}: dma_heap_ioctl: (ucmd & kcmd & IOC_IN) == 0 → in_size = 0; copy_to_user after the switch, or on success only since \"dma-buf: dma-heap: don't publish fd before copy_to_user() succeeds\" (7.x, 6.1.192)", c =>
             {
                 byte[] before = Struct(4096), after = (byte[])before.Clone();
                 Check.Errno(Errno.EINVAL, RawAlloc(c, Ioc._IOC(Ioc._IOC_READ, 'H', 0, StructSize), after, 4096, out _, out _), "_IOR('H', 0, 24)");
