@@ -48,6 +48,7 @@ public sealed class CaseContext : IDisposable
     private readonly List<SafeFd> descriptors = [];
     private readonly Dictionary<SafeFd, ulong> charges = [];
     private readonly List<(nint Address, nuint Length)> mappings = [];
+    private readonly List<(nint Address, nuint Length)> ownMappings = [];
     private readonly List<ChildHolder> children = [];
     private readonly Dictionary<string, SafeFd> devices = new(StringComparer.Ordinal);
 
@@ -176,14 +177,41 @@ public sealed class CaseContext : IDisposable
         }
     }
 
-    public Errno Map(SafeFd fd, nuint length, int prot, int flags, out nint address)
+    public Errno Map(SafeFd fd, nuint length, int prot, int flags, out nint address) => Map(fd, length, prot, flags, 0, out address);
+
+    /// <summary>mmap of <paramref name="fd"/> at <paramref name="offset"/>; a mapping made is unmapped when the case ends.</summary>
+    public Errno Map(SafeFd fd, nuint length, int prot, int flags, long offset, out nint address)
     {
-        Errno errno = Kernel.Mmap(fd, length, prot, flags, 0, out address);
+        Errno errno = Kernel.Mmap(fd, length, prot, flags, offset, out address);
         if (errno == Errno.None)
         {
             mappings.Add((address, length));
         }
         return errno;
+    }
+
+    /// <summary>
+    /// <paramref name="length"/> writable bytes of this process's memory that
+    /// end where its memory ends: a page of a memfd mapped twice its size, so
+    /// the next page is past the file's end. The kernel's copy_from_user or
+    /// copy_to_user of more than <paramref name="length"/> bytes from here
+    /// faults (-EFAULT); an argument span of exactly these bytes tells a model
+    /// the same thing. Unmapped when the case ends.
+    /// </summary>
+    public unsafe Span<byte> BytesBeforeUnmappedMemory(int length)
+    {
+        int page = (int)Page.Size;
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, page);
+        Check.Errno(Errno.None, Sys.TryMemfdCreate("conformance-fault", Memfd.MFD_CLOEXEC, out SafeFd memfd), "memfd_create");
+        using (memfd)
+        {
+            Check.Errno(Errno.None, Sys.TryFTruncate(memfd, page), "ftruncate of the memfd to one page");
+            Check.Errno(Errno.None, Sys.TryMmap(memfd, (nuint)(2 * page), Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, 0, out nint address),
+                "mmap of two pages of a one-page memfd");
+            ownMappings.Add((address, (nuint)(2 * page)));
+            return new Span<byte>((byte*)address + page - length, length);
+        }
     }
 
     /// <summary>munmap of a mapping made by <see cref="Map"/>.</summary>
@@ -229,6 +257,10 @@ public sealed class CaseContext : IDisposable
         {
             Kernel.Munmap(address, length);
         }
+        foreach ((nint address, nuint length) in ownMappings)
+        {
+            Sys.TryMunmap(address, length);
+        }
         for (int i = descriptors.Count - 1; i >= 0; i--)
         {
             descriptors[i].Dispose();
@@ -239,6 +271,7 @@ public sealed class CaseContext : IDisposable
         }
         children.Clear();
         mappings.Clear();
+        ownMappings.Clear();
         descriptors.Clear();
         charges.Clear();
     }

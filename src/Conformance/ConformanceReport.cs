@@ -115,14 +115,21 @@ public static class ConformanceReport
         return tap.ToString();
     }
 
-    /// <summary>JUnit XML: a testsuite per suite, a testcase per (case, target).</summary>
-    public static string JUnit(ConformanceEnvironment environment, IReadOnlyList<CaseResult> results)
+    /// <summary>The encoding of every report: UTF-8 without a byte order mark (what JUnit's XML declaration says, and what TAP asks for).</summary>
+    public static Encoding Encoding { get; } = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
+
+    /// <summary>
+    /// JUnit XML, as bytes: a testsuite per suite, a testcase per (case,
+    /// target). Bytes, not a string, because the declaration names the
+    /// encoding: the writer encodes exactly what it declares (UTF-8, no BOM).
+    /// </summary>
+    public static byte[] JUnit(ConformanceEnvironment environment, IReadOnlyList<CaseResult> results)
     {
         ArgumentNullException.ThrowIfNull(environment);
         ArgumentNullException.ThrowIfNull(results);
-        var output = new StringBuilder();
-        var settings = new XmlWriterSettings { Indent = true, OmitXmlDeclaration = false };
-        using (var xml = XmlWriter.Create(new StringWriter(output, CultureInfo.InvariantCulture), settings))
+        using var output = new MemoryStream();
+        var settings = new XmlWriterSettings { Indent = true, OmitXmlDeclaration = false, Encoding = Encoding, NewLineChars = "\n" };
+        using (var xml = XmlWriter.Create(output, settings))
         {
             xml.WriteStartElement("testsuites");
             xml.WriteAttributeString("name", "rstmemd conformance");
@@ -167,7 +174,8 @@ public static class ConformanceReport
             }
             xml.WriteEndElement();
         }
-        return output.Append('\n').ToString();
+        output.WriteByte((byte)'\n');
+        return output.ToArray();
     }
 
     private static void Counts(XmlWriter xml, IReadOnlyList<CaseResult> results)

@@ -27,8 +27,14 @@ public abstract class BufferTarget(string name) : Target(name)
     /// <summary>mmap(PROT_READ, MAP_SHARED) of a buffer: success for CPU-accessible memory, else the refusal.</summary>
     public abstract Errno MmapRead { get; }
 
+    /// <summary>mmap(PROT_READ | PROT_WRITE, MAP_PRIVATE) of a whole two-page buffer: a copy-on-write mapping, which no exporter here gives.</summary>
+    public abstract Errno MmapPrivateWritable { get; }
+
     /// <summary>DMA_BUF_IOCTL_SYNC with valid flags: begin/end_cpu_access.</summary>
     public abstract Errno SyncResult { get; }
+
+    /// <summary>The access mode of the buffers <see cref="Allocate"/> makes (they are always close-on-exec).</summary>
+    public abstract int AccessMode { get; }
 
     /// <summary>Allocates <paramref name="length"/> bytes; the fd is owned by the context.</summary>
     public abstract Errno Allocate(CaseContext context, ulong length, out SafeFd buffer);
@@ -37,7 +43,7 @@ public abstract class BufferTarget(string name) : Target(name)
 /// <summary>/dev/dma_heap/NAME.</summary>
 public sealed class HeapTarget(string name) : BufferTarget(name)
 {
-    public string Path { get; } = $"{ConformanceEnvironment.HeapDirectory}/{name}";
+    public string Path { get; } = DevicePaths.HeapNode(name);
 
     public override bool Restricted { get; } = KernelGenerations.IsRestrictedHeap(name);
 
@@ -51,8 +57,20 @@ public sealed class HeapTarget(string name) : BufferTarget(name)
     /// <summary>tee_heap.c's dma_buf_ops have no mmap: dma_buf_mmap_internal → -EINVAL.</summary>
     public override Errno MmapRead => Restricted ? Errno.EINVAL : Errno.None;
 
+    /// <summary>
+    /// system_heap_mmap maps one scatterlist entry per remap_pfn_range, and
+    /// mm/memory.c refuses a copy-on-write mapping that one call does not
+    /// cover whole (-EINVAL; a two-page buffer is two order-0 entries);
+    /// cma_heap_mmap refuses any mapping without VM_SHARED (-EINVAL); TEE
+    /// heaps have no mmap (-EINVAL).
+    /// </summary>
+    public override Errno MmapPrivateWritable => Errno.EINVAL;
+
     /// <summary>No begin_cpu_access on TEE heaps: dma_buf_begin_cpu_access returns 0.</summary>
     public override Errno SyncResult => Errno.None;
+
+    /// <summary><see cref="Allocate"/> passes fd_flags O_RDWR | O_CLOEXEC.</summary>
+    public override int AccessMode => Fcntl.O_RDWR;
 
     public override bool Serves(TargetKind kind) => kind switch
     {
@@ -91,8 +109,14 @@ public sealed class RstmemTarget(TeeTarget tee, UseCase useCase) : BufferTarget(
     /// <summary>v4 tee_rstmem mmap: the read-only fd passes do_mmap, then the exporter refuses with -EPERM.</summary>
     public override Errno MmapRead => Errno.EPERM;
 
+    /// <summary>A private mapping needs no FMODE_WRITE; within bounds the v4 tee_rstmem mmap refuses with -EPERM.</summary>
+    public override Errno MmapPrivateWritable => Errno.EPERM;
+
     /// <summary>v4 tee_rstmem begin_cpu_access and end_cpu_access: -EPERM.</summary>
     public override Errno SyncResult => Errno.EPERM;
+
+    /// <summary>tee_shm_alloc_rstmem exports with flags 0: a read-only file.</summary>
+    public override int AccessMode => Fcntl.O_RDONLY;
 
     public override bool Serves(TargetKind kind) => kind is TargetKind.Buffers or TargetKind.Pool;
 
@@ -108,8 +132,6 @@ public sealed class RstmemTarget(TeeTarget tee, UseCase useCase) : BufferTarget(
 /// <summary>The kernel under test, what was found on it, and the targets chosen.</summary>
 public sealed class ConformanceEnvironment : IDisposable
 {
-    public const string HeapDirectory = "/dev/dma_heap";
-
     private ConformanceEnvironment(IKernel kernel, IReadOnlyList<Target> targets, IReadOnlyList<string> heaps, KernelGeneration? generation, KernelGeneration? declared, IReadOnlyList<string> found)
     {
         DeclaredGeneration = declared;
@@ -147,29 +169,29 @@ public sealed class ConformanceEnvironment : IDisposable
         ArgumentNullException.ThrowIfNull(heaps);
         var found = new List<string> { $"kernel: {kernel.Description}" };
 
-        List<string> present = kernel.ListDirectory(HeapDirectory).ToList();
-        List<string> teeNodes = kernel.ListDirectory("/dev").Where(TeeProbe.IsTeeNode).Order(StringComparer.Ordinal).ToList();
-        found.Add(present.Count == 0 ? $"{HeapDirectory}: no heaps" : $"{HeapDirectory}: {string.Join(", ", present)}");
-        found.Add(teeNodes.Count == 0 ? "/dev/tee*: no TEE device" : $"TEE devices: {string.Join(", ", teeNodes.Select(n => $"/dev/{n}"))}");
+        List<string> present = kernel.ListDirectory(DevicePaths.HeapDirectory).ToList();
+        List<string> teeNodes = kernel.ListDirectory(DevicePaths.DeviceDirectory).Where(TeeProbe.IsTeeNode).Order(StringComparer.Ordinal).ToList();
+        found.Add(present.Count == 0 ? $"{DevicePaths.HeapDirectory}: no heaps" : $"{DevicePaths.HeapDirectory}: {string.Join(", ", present)}");
+        found.Add(teeNodes.Count == 0 ? "/dev/tee*: no TEE device" : $"TEE devices: {string.Join(", ", teeNodes.Select(DevicePaths.Device))}");
 
         bool explicitTargets = heaps.Count > 0 || tee is not null;
         foreach (string heap in heaps.Where(h => !present.Contains(h)))
         {
-            throw new ArgumentException($"--heap '{heap}': no such heap in {HeapDirectory}; expected one of: {(present.Count == 0 ? "(none present)" : string.Join(", ", present))}");
+            throw new ArgumentException($"--heap '{heap}': no such heap in {DevicePaths.HeapDirectory}; expected one of: {(present.Count == 0 ? "(none present)" : string.Join(", ", present))}");
         }
         string? teePath = null;
         if (tee is not null)
         {
-            string name = tee.StartsWith("/dev/", StringComparison.Ordinal) ? tee[5..] : tee;
+            string name = tee.StartsWith(DevicePaths.DeviceDirectory + "/", StringComparison.Ordinal) ? tee[(DevicePaths.DeviceDirectory.Length + 1)..] : tee;
             if (!TeeProbe.IsTeeNode(name) || !teeNodes.Contains(name))
             {
-                throw new ArgumentException($"--tee '{tee}': no such TEE device; expected one of: {(teeNodes.Count == 0 ? "(none present)" : string.Join(", ", teeNodes.Select(n => $"/dev/{n}")))}");
+                throw new ArgumentException($"--tee '{tee}': no such TEE device; expected one of: {(teeNodes.Count == 0 ? "(none present)" : string.Join(", ", teeNodes.Select(DevicePaths.Device)))}");
             }
-            teePath = $"/dev/{name}";
+            teePath = DevicePaths.Device(name);
         }
         else if (!explicitTargets && teeNodes.Count > 0)
         {
-            teePath = $"/dev/{teeNodes[0]}";
+            teePath = DevicePaths.Device(teeNodes[0]);
         }
 
         var targets = new List<Target>();

@@ -19,7 +19,6 @@ namespace Rstmem.Model;
 /// </summary>
 public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 {
-    public const string DeviceDirectory = "/dev";
     public const string TeeName = "tee0";
     public const string TeePrivName = "teepriv0";
 
@@ -128,7 +127,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             }
             return errno;
         }
-        if (path.StartsWith(DmaHeap.Directory + "/", StringComparison.Ordinal) && HeapAt(path[(DmaHeap.Directory.Length + 1)..]) is { Removed: false } heap)
+        if (path.StartsWith(DevicePaths.HeapDirectory + "/", StringComparison.Ordinal) && HeapAt(path[(DevicePaths.HeapDirectory.Length + 1)..]) is { Removed: false } heap)
         {
             return CreateFile($"model:dma_heap:{heap.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, new HeapFile(this, heap), null, out fd);
         }
@@ -202,11 +201,11 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         string directory = path.TrimEnd('/');
         lock (gate)
         {
-            if (directory == DmaHeap.Directory)
+            if (directory == DevicePaths.HeapDirectory)
             {
                 return heaps.Values.Where(h => !h.Removed).Select(h => h.Name).Order(StringComparer.Ordinal).ToList();
             }
-            if (directory == DeviceDirectory)
+            if (directory == DevicePaths.DeviceDirectory)
             {
                 var names = new List<string>();
                 if (heaps.Values.Any(h => !h.Removed))
@@ -508,8 +507,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     private ModelTeeDevice? TeeDeviceAt(string path) => path switch
     {
-        DeviceDirectory + "/" + TeeName => tee,
-        DeviceDirectory + "/" + TeePrivName => teePriv,
+        DevicePaths.DeviceDirectory + "/" + TeeName => tee,
+        DevicePaths.DeviceDirectory + "/" + TeePrivName => teePriv,
         _ => null,
     };
 

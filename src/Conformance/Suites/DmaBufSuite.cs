@@ -73,6 +73,15 @@ internal static class DmaBufSuite
                 });
         }
 
+        yield return Case("dma-buf.sync.fault", "DMA_BUF_IOCTL_SYNC with 4 readable bytes of its 8-byte struct: EFAULT",
+            $"{DmaBufC}: dma_buf_ioctl: DMA_BUF_IOCTL_SYNC: copy_from_user → -EFAULT", c =>
+            {
+                SafeFd buffer = c.AllocateFromTarget(Requested);
+                Span<byte> argument = c.BytesBeforeUnmappedMemory(4);
+                BitConverter.TryWriteBytes(argument, (uint)(DmaBuf.DMA_BUF_SYNC_START | DmaBuf.DMA_BUF_SYNC_READ));
+                Check.Errno(Errno.EFAULT, c.Kernel.Ioctl(buffer, DmaBuf.DMA_BUF_IOCTL_SYNC, argument, out _), "SYNC on 4 readable bytes");
+            });
+
         yield return Case("dma-buf.set-name.b", "DMA_BUF_SET_NAME_B names the buffer; fdinfo shows it",
             $"{DmaBufC}: dma_buf_set_name; dma_buf_show_fdinfo prints name", c => NameAndRead(c, "conformance-b", DmaBuf.DMA_BUF_SET_NAME_B));
 
@@ -91,11 +100,20 @@ internal static class DmaBufSuite
                 Check.Equal("before", c.FdInfo(buffer).GetValueOrDefault("name"), "fdinfo name");
             });
 
-        yield return Case("dma-buf.set-name.empty", "an empty name is accepted",
-            $"{DmaBufC}: dma_buf_set_name: strndup_user of \"\" succeeds", c =>
+        yield return Case("dma-buf.set-name.empty", "an empty name is accepted and replaces the old one: fdinfo prints name with nothing after the tab",
+            $"{DmaBufC}: dma_buf_set_name: strndup_user of \"\" succeeds and replaces dmabuf->name; dma_buf_show_fdinfo prints it when non-NULL", c =>
             {
                 SafeFd buffer = c.AllocateFromTarget(Requested);
+                Check.Errno(Errno.None, SetName(c, buffer, "before", DmaBuf.DMA_BUF_SET_NAME_B), "naming the buffer 'before'");
                 Check.Errno(Errno.None, SetName(c, buffer, "", DmaBuf.DMA_BUF_SET_NAME_B), "an empty name");
+                Check.Equal("", c.FdInfo(buffer).GetValueOrDefault("name"), "fdinfo name");
+            });
+
+        yield return Case("dma-buf.set-name.null", "DMA_BUF_SET_NAME_B with a NULL pointer: EFAULT",
+            $"{DmaBufC}: dma_buf_set_name: strndup_user(NULL) → -EFAULT", c =>
+            {
+                SafeFd buffer = c.AllocateFromTarget(Requested);
+                Check.Errno(Errno.EFAULT, c.Kernel.Ioctl(buffer, DmaBuf.DMA_BUF_SET_NAME_B, Span<byte>.Empty, out _), "SET_NAME_B(NULL)");
             });
 
         yield return Case("dma-buf.fdinfo.fields", "fdinfo: size (page-rounded), count 1, exp_name of the exporter",
@@ -106,6 +124,16 @@ internal static class DmaBufSuite
                 Check.Equal(size.ToString(System.Globalization.CultureInfo.InvariantCulture), fields.GetValueOrDefault("size"), "fdinfo size");
                 Check.Equal("1", fields.GetValueOrDefault("count"), "fdinfo count");
                 Check.Equal(Buffers(c).ExpName, fields.GetValueOrDefault("exp_name"), "fdinfo exp_name");
+                Check.That(!fields.ContainsKey("name"), "fdinfo of a buffer never named", "no name line", $"name: \"{fields.GetValueOrDefault("name")}\"");
+            });
+
+        yield return Case("dma-buf.fdinfo.flags", "fdinfo flags: the access mode and O_CLOEXEC, nothing else (O_LARGEFILE and the like are masked off)",
+            $"{DmaBufC}: dma_buf_getfile: flags &= O_ACCMODE | O_NONBLOCK; fs/proc/fd.c: seq_show adds O_CLOEXEC", c =>
+            {
+                SafeFd buffer = c.AllocateFromTarget(Requested);
+                string? flags = c.FdInfo(buffer).GetValueOrDefault("flags");
+                int expected = Buffers(c).AccessMode | Fcntl.O_CLOEXEC;
+                Check.Equal(Convert.ToString(expected, 8), flags?.TrimStart('0'), "fdinfo flags (octal)");
             });
 
         yield return Case("dma-buf.fdinfo.count-after-dup", "a dup is one more file reference: fdinfo count 2",
@@ -134,6 +162,20 @@ internal static class DmaBufSuite
             {
                 SafeFd buffer = c.AllocateFromTarget(Requested);
                 Check.Errno(Errno.EINVAL, c.Map(buffer, (nuint)(size + 4096), Mman.PROT_READ, Mman.MAP_SHARED, out _), $"mmap of {size + 4096} bytes");
+            });
+
+        yield return Case("dma-buf.mmap.offset-beyond-size", "a one-page mapping at offset size (past the last page): EINVAL",
+            $"{DmaBufC}: dma_buf_mmap_internal: vm_pgoff + vma_pages > size >> PAGE_SHIFT → -EINVAL (TEE heaps: no mmap, -EINVAL first)", c =>
+            {
+                SafeFd buffer = c.AllocateFromTarget(Requested);
+                Check.Errno(Errno.EINVAL, c.Map(buffer, (nuint)Page.Size, Mman.PROT_READ, Mman.MAP_SHARED, size, out _), $"mmap of one page at offset {size}");
+            });
+
+        yield return Case("dma-buf.mmap.private-writable", "mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE) of a two-page buffer: EINVAL from the heaps, EPERM from v4",
+            "heaps/system_heap.c: system_heap_mmap → remap_pfn_range of a COW mapping not covered whole → -EINVAL; heaps/cma_heap.c: cma_heap_mmap: !VM_SHARED → -EINVAL; v4 tee_rstmem mmap → -EPERM", c =>
+            {
+                SafeFd buffer = c.AllocateFromTarget(Requested);
+                Check.Errno(Buffers(c).MmapPrivateWritable, c.Map(buffer, (nuint)size, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_PRIVATE, out _), "mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE)");
             });
 
         yield return Case("dma-buf.mmap.write-on-read-only-fd", "a read-only buffer fd refuses a shared writable mapping: EACCES",

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Rstmem.Interop;
+using Rstmem.Interop.Abi;
 using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
 
@@ -15,6 +16,7 @@ internal static class DmaHeapSuite
     private const string Core = "drivers/dma-buf/dma-heap.c";
     private const uint Rw = Ioc._IOC_READ | Ioc._IOC_WRITE;
     private const int StructSize = 24;
+    private static readonly int FdOffset = FieldOffset.Of<dma_heap_allocation_data>(nameof(dma_heap_allocation_data.fd));
 
     public static IEnumerable<ConformanceCase> Cases()
     {
@@ -23,6 +25,18 @@ internal static class DmaHeapSuite
             {
                 SafeFd heap = c.Open(Heap(c).Path);
                 Check.That(Sys.IsCloseOnExec(heap), "the heap descriptor's FD_CLOEXEC", "set", "clear");
+            });
+
+        yield return Case("dma-heap.open.not-seekable", "lseek on the heap node: ESPIPE",
+            $"{Core}: dma_heap_open: nonseekable_open; dma_heap_fops has no llseek (fs/read_write.c: vfs_llseek → -ESPIPE)", c =>
+            {
+                Check.Errno(Errno.ESPIPE, c.Kernel.LSeek(c.Open(Heap(c).Path), 0, Fcntl.SEEK_END, out _), "lseek(heap, 0, SEEK_END)");
+            });
+
+        yield return Case("dma-heap.open.not-mappable", "mmap of the heap node itself: ENODEV",
+            $"{Core}: dma_heap_fops has no mmap (mm/mmap.c: do_mmap → -ENODEV)", c =>
+            {
+                Check.Errno(Errno.ENODEV, c.Map(c.Open(Heap(c).Path), (nuint)Page.Size, Mman.PROT_READ, Mman.MAP_SHARED, out _), "mmap(heap, PROT_READ, MAP_SHARED)");
             });
 
         yield return Case("dma-heap.alloc.basic", "1 MiB: the fd is written into the struct, the ioctl returns 0, lseek(SEEK_END) is the size",
@@ -34,6 +48,16 @@ internal static class DmaHeapSuite
                 Check.Equal(0, result, "the ioctl's return value");
                 Check.That(buffer.DangerousFd > 0, "the fd written back", "> 0", buffer.DangerousFd.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 Check.Equal(1L << 20, c.SizeOf(buffer), "lseek(SEEK_END)");
+            });
+
+        yield return Case("dma-heap.alloc.writes-only-fd", "success writes the fd and nothing else: len stays 5000 (not the page-rounded 8192), fd_flags and heap_flags as passed",
+            $"{Core}: dma_heap_ioctl_allocate: heap_allocation->fd = fd (PAGE_ALIGN works on dma_heap_buffer_alloc's copy of len); dma_heap_ioctl copies the struct back", c =>
+            {
+                byte[] before = Struct(5000), after = (byte[])before.Clone();
+                Check.Errno(Errno.None, RawAlloc(c, DmaHeap.DMA_HEAP_IOCTL_ALLOC, after, Page.Align(5000), out SafeFd buffer, out _), "DMA_HEAP_IOCTL_ALLOC of 5000 bytes");
+                Check.Equal((uint)buffer.DangerousFd, MemoryMarshal.Read<uint>(after.AsSpan(FdOffset)), "the fd field");
+                after.AsSpan(FdOffset, sizeof(uint)).Clear();
+                Check.Bytes(before, after, "the struct after the call, fd field cleared");
             });
 
         yield return Case("dma-heap.alloc.sizes", "sizes from 4 KiB to 16 MiB, each rounded up to whole pages (a restricted pool may be smaller than the largest)",
@@ -133,13 +157,30 @@ internal static class DmaHeapSuite
                 Check.Bytes(before, after, "the argument after the call");
             });
 
-        yield return Case("dma-heap.ioctl.read-only-direction", "_IOR: nothing is read (len 0 → EINVAL); the struct comes back zeroed (6.x) or untouched (7.x)",
-            $"{Core}: dma_heap_ioctl: (ucmd & kcmd & IOC_IN) == 0 → in_size = 0; copy_to_user after the switch (6.x) or on success only (7.x)", c =>
+        yield return Case("dma-heap.ioctl.read-only-direction",
+            "_IOR: nothing is read (len 0 → EINVAL); the struct comes back zeroed (old kernels) or untouched (new); the model: zeroed for v4 and v6, untouched for mainline",
+            $"{Core}: dma_heap_ioctl: (ucmd & kcmd & IOC_IN) == 0 → in_size = 0; copy_to_user after the switch, or on success only since \"dma-buf: dma-heap: don't publish fd before copy_to_user() succeeds\" (7.x, 6.1.192)", c =>
             {
                 byte[] before = Struct(4096), after = (byte[])before.Clone();
                 Check.Errno(Errno.EINVAL, RawAlloc(c, Ioc._IOC(Ioc._IOC_READ, 'H', 0, StructSize), after, 4096, out _, out _), "_IOR('H', 0, 24)");
+                if (c.Environment.DeclaredGeneration is { } declared)
+                {
+                    // The model declares its generation; a real kernel's version is not known here.
+                    Check.Bytes(declared == KernelGeneration.Mainline ? before : new byte[StructSize], after, $"the argument after the call (generation {declared.Name()})");
+                    return;
+                }
                 Check.That(after.AsSpan().SequenceEqual(new byte[StructSize]) || after.AsSpan().SequenceEqual(before),
                     "the argument after the call", $"all zero or {Convert.ToHexString(before)}", Convert.ToHexString(after));
+            });
+
+        yield return Case("dma-heap.ioctl.fault", "a struct that ends where readable memory ends, 8 bytes short of _IOC_SIZE: EFAULT, nothing allocated or written",
+            $"{Core}: dma_heap_ioctl: copy_from_user(kdata, ubuf, in_size) fails → -EFAULT", c =>
+            {
+                Span<byte> argument = c.BytesBeforeUnmappedMemory(16);
+                Struct(4096).AsSpan(0, 16).CopyTo(argument);
+                byte[] before = argument.ToArray();
+                Check.Errno(Errno.EFAULT, c.Kernel.Ioctl(c.Open(Heap(c).Path), DmaHeap.DMA_HEAP_IOCTL_ALLOC, argument, out _), "DMA_HEAP_IOCTL_ALLOC on 16 readable bytes");
+                Check.Bytes(before, argument, "the 16 bytes after the call");
             });
 
         yield return Case("dma-heap.ioctl.size-zero", "_IOC_SIZE 0 reads nothing: len 0 → EINVAL, nothing written",
@@ -154,6 +195,7 @@ internal static class DmaHeapSuite
         {
             (Fcntl.O_RDWR | Fcntl.O_CLOEXEC, Fcntl.O_RDWR, true),
             (Fcntl.O_CLOEXEC, Fcntl.O_RDONLY, true),
+            (0, Fcntl.O_RDONLY, false),
             (Fcntl.O_WRONLY, Fcntl.O_WRONLY, false),
         })
         {
@@ -162,12 +204,20 @@ internal static class DmaHeapSuite
                 $"fd_flags 0x{fdFlags:x}: the buffer fd is {mode.ToUpperInvariant()}, close-on-exec {(closeOnExec ? "set" : "clear")}",
                 "dma-buf.c: dma_buf_export (f_mode from fd_flags & O_ACCMODE), dma_buf_fd (O_CLOEXEC)", c =>
                 {
-                    SafeFd heap = c.Open(Heap(c).Path);
-                    Check.Errno(Errno.None, c.HeapAlloc(heap, 4096, fdFlags, out SafeFd buffer), $"allocating with fd_flags 0x{fdFlags:x}");
+                    SafeFd buffer = AllocWithFlags(c, fdFlags);
                     Check.Equal(accessMode, Sys.GetStatusFlags(buffer) & Fcntl.O_ACCMODE, "F_GETFL & O_ACCMODE");
                     Check.Equal(closeOnExec, Sys.IsCloseOnExec(buffer), "FD_CLOEXEC");
                 });
         }
+
+        yield return Case("dma-heap.fd.accmode-cloexec", "fd_flags O_ACCMODE | O_CLOEXEC is accepted and gives a file that is neither readable nor writable: F_GETFL shows 3, mmap EACCES",
+            "dma-buf.c: dma_buf_getfile: alloc_file_pseudo(flags & (O_ACCMODE | O_NONBLOCK)): OPEN_FMODE(3) has neither FMODE_READ nor FMODE_WRITE; mm/mmap.c: do_mmap: !FMODE_READ → -EACCES", c =>
+            {
+                SafeFd buffer = AllocWithFlags(c, Fcntl.O_ACCMODE | Fcntl.O_CLOEXEC);
+                Check.Equal(Fcntl.O_ACCMODE, Sys.GetStatusFlags(buffer) & Fcntl.O_ACCMODE, "F_GETFL & O_ACCMODE");
+                Check.Equal(true, Sys.IsCloseOnExec(buffer), "FD_CLOEXEC");
+                Check.Errno(Errno.EACCES, c.Map(buffer, (nuint)Page.Size, Mman.PROT_READ, Mman.MAP_SHARED, out _), "mmap(PROT_READ, MAP_SHARED)");
+            });
     }
 
     private static IEnumerable<(string, string, string, Func<byte[]>)> Rejections()
@@ -213,6 +263,12 @@ internal static class DmaHeapSuite
         return MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref data, 1)).ToArray();
     }
 
+    private static SafeFd AllocWithFlags(CaseContext c, uint fdFlags)
+    {
+        Check.Errno(Errno.None, c.HeapAlloc(c.Open(Heap(c).Path), 4096, fdFlags, out SafeFd buffer), $"allocating with fd_flags 0x{fdFlags:x}");
+        return buffer;
+    }
+
     private static SafeFd Alloc(CaseContext c, ulong length)
     {
         SafeFd heap = c.Open(Heap(c).Path);
@@ -220,7 +276,7 @@ internal static class DmaHeapSuite
         return buffer;
     }
 
-    /// <summary>The ioctl on raw bytes; a new buffer's fd (offset 8) is owned by the case.</summary>
+    /// <summary>The ioctl on raw bytes; a new buffer's fd (the fd field) is owned by the case.</summary>
     private static Errno RawAlloc(CaseContext c, uint request, byte[] argument, ulong charge, out SafeFd buffer, out int result)
     {
         SafeFd heap = c.Open(Heap(c).Path);
@@ -228,7 +284,7 @@ internal static class DmaHeapSuite
         Errno errno = c.Allocate(charge, $"allocating {charge} bytes", () =>
         {
             Errno e = c.Kernel.Ioctl(heap, request, argument, out returned);
-            return (e, e == Errno.None ? MemoryMarshal.Read<int>(argument.AsSpan(8)) : -1);
+            return (e, e == Errno.None ? MemoryMarshal.Read<int>(argument.AsSpan(FdOffset)) : -1);
         }, out buffer);
         result = returned;
         return errno;

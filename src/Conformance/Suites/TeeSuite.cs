@@ -23,6 +23,12 @@ internal static class TeeSuite
                 Check.That(Sys.IsCloseOnExec(Device(c)), "the TEE descriptor's FD_CLOEXEC", "set", "clear");
             });
 
+        yield return Case("tee.open.not-seekable", "lseek on the TEE node: ESPIPE",
+            $"{Core}: tee_fops has no llseek (fs/open.c: do_dentry_open clears FMODE_LSEEK; vfs_llseek → -ESPIPE)", c =>
+            {
+                Check.Errno(Errno.ESPIPE, c.Kernel.LSeek(Device(c), 0, Fcntl.SEEK_SET, out _), "lseek(tee, 0, SEEK_SET)");
+            });
+
         yield return Case("tee.version.basic", "TEE_IOC_VERSION returns 0 and fills impl_id and gen_caps",
             $"{Core}: tee_ioctl_version: teedev->desc->ops->get_version", c =>
             {
@@ -32,20 +38,54 @@ internal static class TeeSuite
                 Check.That(version.impl_id != 0xdead && version.gen_caps != 0xdead, "impl_id and gen_caps", "written by the driver", "unchanged");
             });
 
+        yield return Case("tee.version.fault", "TEE_IOC_VERSION into 4 writable bytes of its 12-byte struct: EFAULT",
+            $"{Core}: tee_ioctl_version: copy_to_user → -EFAULT", c =>
+            {
+                Span<byte> argument = c.BytesBeforeUnmappedMemory(4);
+                Check.Errno(Errno.EFAULT, c.Kernel.Ioctl(Device(c), Tee.TEE_IOC_VERSION, argument, out _), "TEE_IOC_VERSION into 4 writable bytes");
+            });
+
         yield return Case("tee.version.bit4", "gen_caps bit 4 means RSTMEM on v4 and OBJREF (QTEE) on mainline: set exactly as the generation says",
             "include/uapi/linux/tee.h: TEE_GEN_CAP_RSTMEM (v4 series) and TEE_GEN_CAP_OBJREF (mainline) are both 1 << 4", c =>
             {
                 tee_ioctl_version_data version = Version(c);
-                bool bit4 = (version.gen_caps & Tee.TEE_GEN_CAP_RSTMEM) != 0;
                 string observed = $"gen_caps 0x{version.gen_caps:x}, impl_id {version.impl_id}";
                 if (c.Generation == KernelGeneration.V4)
                 {
-                    Check.That(bit4 && version.impl_id != Tee.TEE_IMPL_ID_QTEE, "a v4 TEE's bit 4", "set (TEE_GEN_CAP_RSTMEM), not QTEE", observed);
+                    Check.That(TeeProbe.ClaimsV4Rstmem(version), "a v4 TEE's bit 4", "set (TEE_GEN_CAP_RSTMEM), not QTEE", observed);
                 }
                 else
                 {
-                    Check.That(!bit4 || version.impl_id == Tee.TEE_IMPL_ID_QTEE, "bit 4 outside v4", "clear, or QTEE's OBJREF", observed);
+                    Check.That(!TeeProbe.ClaimsV4Rstmem(version), "bit 4 outside v4", "clear, or QTEE's OBJREF", observed);
                 }
+            });
+
+        yield return Case("tee.version.privileged", "TEE_GEN_CAP_PRIVILEGED is clear on /dev/teeN and set on /dev/teeprivN (when it can be opened)",
+            $"{Core}: tee_ioctl_version: TEE_DESC_PRIVILEGED → gen_caps |= TEE_GEN_CAP_PRIVILEGED", c =>
+            {
+                tee_ioctl_version_data version = Version(c);
+                Check.Equal(0u, version.gen_caps & Tee.TEE_GEN_CAP_PRIVILEGED, $"PRIVILEGED in {c.Target.Name}'s gen_caps 0x{version.gen_caps:x}");
+                if (TryOpenSupplicant(c, out SafeFd? supplicant, out _))
+                {
+                    var privileged = new tee_ioctl_version_data();
+                    Check.Errno(Errno.None, c.Kernel.Ioctl(supplicant!, Tee.TEE_IOC_VERSION, ref privileged, out _), "TEE_IOC_VERSION on the supplicant device");
+                    Check.Equal(Tee.TEE_GEN_CAP_PRIVILEGED, privileged.gen_caps & Tee.TEE_GEN_CAP_PRIVILEGED, $"PRIVILEGED in the supplicant device's gen_caps 0x{privileged.gen_caps:x}");
+                }
+            });
+
+        yield return Case("tee.supplicant.single-open", "the supplicant device (/dev/teeprivN) opens once: a second open gives EBUSY until the first closes",
+            "drivers/tee/optee/core.c: optee_open: supp.ctx already set → -EBUSY; optee_release_supp clears it", c =>
+            {
+                if (!TryOpenSupplicant(c, out SafeFd? first, out string why))
+                {
+                    CaseContext.Skip(why);
+                }
+                string path = SupplicantPath(c)!;
+                Check.Errno(Errno.EBUSY, c.Kernel.Open(path, Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, out SafeFd second), $"a second open of {path}");
+                second.Dispose();
+                c.Close(first!);
+                Check.Errno(Errno.None, c.Kernel.Open(path, Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, out SafeFd again), $"opening {path} after the first descriptor closed");
+                c.Own(again);
             });
 
         yield return Case("tee.generation.consistent", "the heaps and the TEE describe one generation (and the model's, when testing the model)",
@@ -55,6 +95,10 @@ internal static class TeeSuite
                 bool heaps = c.Environment.AllHeaps.Any(KernelGenerations.IsRestrictedHeap);
                 Check.That(!(heaps && v4.Count > 0), "restricted heaps and v4 RSTMEM_ALLOC together", "not both",
                     $"heaps {string.Join(", ", c.Environment.AllHeaps)} and v4 use cases {string.Join(", ", v4)}");
+                KernelGeneration?[] heapGenerations = c.Environment.AllHeaps.Where(KernelGenerations.IsRestrictedHeap)
+                    .Select(h => KernelGenerations.FromHeapNames([h])).Distinct().ToArray();
+                Check.That(heapGenerations.Length <= 1, "protected,* and restricted,* heaps together", "one prefix",
+                    $"heaps {string.Join(", ", c.Environment.AllHeaps)}");
                 if (c.Environment.DeclaredGeneration is { } declared)
                 {
                     Check.Equal(declared.Name(), c.Generation?.Name() ?? "none", "the detected generation");
@@ -73,12 +117,24 @@ internal static class TeeSuite
                 Check.Errno(Errno.EINVAL, c.Kernel.Ioctl(Device(c), DmaHeap.DMA_HEAP_IOCTL_ALLOC, new byte[24], out _), "DMA_HEAP_IOCTL_ALLOC");
             });
 
+        yield return Case("tee.ioctl.object-invoke", "TEE_IOC_OBJECT_INVOKE on a driver without object_invoke_func (all but QTEE): EINVAL",
+            $"{Core}: tee_ioctl_object_invoke: !ops->object_invoke_func → -EINVAL (unknown request before it existed: -EINVAL too)", c =>
+            {
+                if (Version(c).impl_id == Tee.TEE_IMPL_ID_QTEE)
+                {
+                    CaseContext.Skip("QTEE implements TEE_IOC_OBJECT_INVOKE");
+                }
+                var data = new tee_ioctl_buf_data();
+                Check.Errno(Errno.EINVAL, c.Kernel.Ioctl(Device(c), Tee.TEE_IOC_OBJECT_INVOKE, ref data, out _), "TEE_IOC_OBJECT_INVOKE");
+            });
+
         yield return Case("tee.shm-alloc.basic", "TEE_IOC_SHM_ALLOC: page-rounded size, an id, an O_RDWR fd without close-on-exec",
             $"{Core}: tee_ioctl_shm_alloc; {Shm}: tee_shm_get_fd (O_RDWR)", c =>
             {
                 var data = new tee_ioctl_shm_alloc_data { size = 5000 };
                 SafeFd shm = ShmAllocOrSkip(c, ref data);
                 Check.Equal(Page.Align(5000), data.size, "the size written back");
+                Check.Equal(0u, data.flags, "the flags after the call");
                 Check.That(data.id > 0, "the id", "> 0", data.id.ToString(CultureInfo.InvariantCulture));
                 Check.Equal(false, Sys.IsCloseOnExec(shm), "FD_CLOEXEC of the shm fd");
                 Check.Equal(Fcntl.O_RDWR, Sys.GetStatusFlags(shm) & Fcntl.O_ACCMODE, "the shm fd's access mode");
@@ -103,6 +159,40 @@ internal static class TeeSuite
                     ShmAllocOrSkip(c, ref data);
                     Check.That(data.id > 0 && ids.Add(data.id), $"id of shm {i + 1}", "positive and unused", $"{data.id} (have {string.Join(", ", ids)})");
                 }
+            });
+
+        yield return Case("tee.shm-alloc.lowest-free-id", "ids are the lowest free from 1, not cyclic: a closed shm's id is the next one given",
+            $"{Shm}: idr_alloc(&teedev->idr, .., 1, 0); tee_shm_release: idr_remove", c =>
+            {
+                var ids = new int[3];
+                var fds = new SafeFd[3];
+                for (int i = 0; i < 3; i++)
+                {
+                    var data = new tee_ioctl_shm_alloc_data { size = 4096 };
+                    fds[i] = ShmAllocOrSkip(c, ref data);
+                    ids[i] = data.id;
+                }
+                c.Close(fds[1]);
+                var next = new tee_ioctl_shm_alloc_data { size = 4096 };
+                ShmAllocOrSkip(c, ref next);
+                Check.Equal(ids[1], next.id, $"the id after closing id {ids[1]} (live: {ids[0]}, {ids[2]})");
+            });
+
+        yield return Case("tee.shm-alloc.mmap", "the shm fd maps read/write within its size; a mapping past its size: EINVAL",
+            $"{Shm}: tee_shm_fop_mmap: vm_pgoff + vma_pages > shm->size >> PAGE_SHIFT → -EINVAL, else remap_pfn_range", c =>
+            {
+                var data = new tee_ioctl_shm_alloc_data { size = 8192 };
+                SafeFd shm = ShmAllocOrSkip(c, ref data);
+                Check.Errno(Errno.None, c.Map(shm, 8192, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, out _), "mmap of the 8192-byte shm");
+                Check.Errno(Errno.EINVAL, c.Map(shm, (nuint)(3 * Page.Size), Mman.PROT_READ, Mman.MAP_SHARED, out _), $"mmap of {3 * Page.Size} bytes");
+            });
+
+        yield return Case("tee.shm-alloc.not-seekable", "lseek on the shm fd: ESPIPE",
+            $"{Shm}: tee_shm_fops has no llseek (fs/file_table.c: alloc_file sets FMODE_LSEEK only with ->llseek)", c =>
+            {
+                var data = new tee_ioctl_shm_alloc_data { size = 4096 };
+                SafeFd shm = ShmAllocOrSkip(c, ref data);
+                Check.Errno(Errno.ESPIPE, c.Kernel.LSeek(shm, 0, Fcntl.SEEK_END, out _), "lseek(shm, 0, SEEK_END)");
             });
 
         // ---- v4: TEE_IOC_RSTMEM_ALLOC ----------------------------------------
@@ -137,6 +227,7 @@ internal static class TeeSuite
             ("unknown-use-case", 4096, 0, 4, Errno.EINVAL, "no pool for the use case → -EINVAL"),
             ("flags", 4096, 1, Tee.TEE_IOC_UC_SECURE_VIDEO_PLAY, Errno.EINVAL, "data.flags → -EINVAL"),
             ("size-zero", 0, 0, Tee.TEE_IOC_UC_SECURE_VIDEO_PLAY, Errno.ENOMEM, "size 0 reaches the pool: -ENOMEM"),
+            ("size-wraps", ulong.MaxValue, 0, Tee.TEE_IOC_UC_SECURE_VIDEO_PLAY, Errno.ENOMEM, "a size no pool can hold (2^64-1) reaches the pool: -ENOMEM"),
         })
         {
             yield return Case($"tee.rstmem.{what}", $"RSTMEM_ALLOC size {size}, flags {flags}, use case {useCase}: {expected.Name()}, id untouched",
@@ -173,6 +264,25 @@ internal static class TeeSuite
                     Check.Errno(Errno.None, c.TeeRstmemAlloc(Device(c), ref data, out _), "RSTMEM_ALLOC");
                     Check.That(ids.Add(data.id), $"restricted buffer {i + 1}'s id", "not used by any live shm", $"{data.id} (have {string.Join(", ", ids)})");
                 }
+            });
+
+        yield return Case("tee.rstmem.id-freed-at-last-close", "a restricted buffer's id stays taken while any descriptor of it is open, and is the next one given after the last closes",
+            "v4 series: the dma-buf release → tee_shm_put → idr_remove at the last reference", c =>
+            {
+                UseCase useCase = RequireV4(c)[0];
+                var first = new tee_ioctl_rstmem_alloc_data { size = 4096, use_case = useCase.Id };
+                Check.Errno(Errno.None, c.TeeRstmemAlloc(Device(c), ref first, out SafeFd buffer), "RSTMEM_ALLOC");
+                Check.Errno(Errno.None, Sys.TryDuplicate(buffer, out SafeFd copy), "dup");
+                c.Own(copy);
+                c.Close(buffer);
+                var second = new tee_ioctl_rstmem_alloc_data { size = 4096, use_case = useCase.Id };
+                Check.Errno(Errno.None, c.TeeRstmemAlloc(Device(c), ref second, out SafeFd other), "RSTMEM_ALLOC with a dup of the first open");
+                Check.That(second.id != first.id, "the second buffer's id", $"not {first.id} (its dup is open)", second.id.ToString(CultureInfo.InvariantCulture));
+                c.Close(other);
+                c.Close(copy);
+                var third = new tee_ioctl_rstmem_alloc_data { size = 4096, use_case = useCase.Id };
+                Check.Errno(Errno.None, c.TeeRstmemAlloc(Device(c), ref third, out _), "RSTMEM_ALLOC after every descriptor closed");
+                Check.Equal(first.id, third.id, "the id after the first buffer's last descriptor closed");
             });
 
         // ---- v6/mainline: TEE_IOC_SHM_REGISTER_FD ------------------------------
@@ -213,7 +323,7 @@ internal static class TeeSuite
                 {
                     CaseContext.Skip("no /dev/dma_heap/system to take a foreign dma-buf from");
                 }
-                Check.Errno(Errno.None, c.HeapAlloc(c.Open($"{ConformanceEnvironment.HeapDirectory}/system"), 4096, Fcntl.O_RDWR | Fcntl.O_CLOEXEC, out SafeFd foreign), "allocating from system");
+                Check.Errno(Errno.None, c.HeapAlloc(c.Open(DevicePaths.HeapNode("system")), 4096, Fcntl.O_RDWR | Fcntl.O_CLOEXEC, out SafeFd foreign), "allocating from system");
                 var data = new tee_ioctl_shm_register_fd_data { fd = foreign.DangerousFd };
                 Check.Errno(Errno.EINVAL, RegisterFd(c, ref data, out _), "registering a system-heap buffer");
             });
@@ -237,6 +347,39 @@ internal static class TeeSuite
                 c.Close(buffer);
                 var data = new tee_ioctl_shm_register_fd_data { fd = number };
                 Check.Errno(Errno.EINVAL, RegisterFd(c, ref data, out _), $"registering closed fd {number}");
+            });
+
+        yield return Case("tee.register-fd.fd-truncated", "the s64 fd field is truncated to int: fd + 2^32 registers the same buffer",
+            $"{Core}: tee_ioctl_shm_register_fd passes data.fd to tee_shm_register_fd(ctx, int fd)", c =>
+            {
+                SafeFd buffer = ProtectedBuffer(c, 4096);
+                long wide = (1L << 32) + buffer.DangerousFd;
+                var data = new tee_ioctl_shm_register_fd_data { fd = wide };
+                Check.Errno(Errno.None, RegisterFd(c, ref data, out _), $"TEE_IOC_SHM_REGISTER_FD of fd {wide}");
+                Check.Equal(wide, data.fd, "the fd field after the call");
+                Check.Equal(Page.Align(4096), data.size, "the size written back");
+            });
+
+        yield return Case("tee.register-fd.count", "a registration holds one reference to the dma-buf: its fdinfo count is 2 while registered, 1 after",
+            $"{Shm}: tee_shm_register_fd: dma_buf_get; tee_shm_release: dma_buf_put", c =>
+            {
+                SafeFd buffer = ProtectedBuffer(c, 4096);
+                SafeFd shm = Register(c, buffer);
+                Check.Equal("2", c.FdInfo(buffer).GetValueOrDefault("count"), "fdinfo count while registered");
+                c.Close(shm);
+                Check.Equal("1", c.FdInfo(buffer).GetValueOrDefault("count"), "fdinfo count after the registration closed");
+            });
+
+        yield return Case("tee.register-fd.other-device", "registering a buffer of /dev/teeN's heap on the supplicant device: EINVAL",
+            "drivers/tee/tee_heap.c: tee_heap_update_from_dma_buf: buf->heap->teedev != teedev → -EINVAL", c =>
+            {
+                SafeFd buffer = ProtectedBuffer(c, 4096);
+                if (!TryOpenSupplicant(c, out SafeFd? supplicant, out string why))
+                {
+                    CaseContext.Skip(why);
+                }
+                var data = new tee_ioctl_shm_register_fd_data { fd = buffer.DangerousFd };
+                Check.Errno(Errno.EINVAL, c.Kernel.Ioctl(supplicant!, Tee.TEE_IOC_SHM_REGISTER_FD, ref data, out _), "TEE_IOC_SHM_REGISTER_FD on the supplicant device");
             });
 
         yield return Case("tee.register-fd.fresh-id", "registering one buffer twice gives two registrations with two ids",
@@ -296,10 +439,59 @@ internal static class TeeSuite
                 var old = new tee_ioctl_shm_register_fd_data_v1 { fd = protectedBuffer.DangerousFd };
                 Check.Errno(Errno.EINVAL, c.Kernel.Ioctl(Device(c), Tee.TEE_IOC_SHM_REGISTER_FD_V1, ref old, out _), "TEE_IOC_SHM_REGISTER_FD (32-byte layout)");
             });
+
+        yield return Case("tee.register-fd.24-byte-on-v4", "v4 kernels predate mainline's 24-byte REGISTER_FD: EINVAL",
+            $"{Core}: tee_ioctl: switch on the exact cmd; TEE_IOC_SHM_REGISTER_FD (0xc018a408) arrived with the protected-memory series", c =>
+            {
+                UseCase useCase = RequireV4(c)[0];
+                var alloc = new tee_ioctl_rstmem_alloc_data { size = 4096, use_case = useCase.Id };
+                Check.Errno(Errno.None, c.TeeRstmemAlloc(Device(c), ref alloc, out SafeFd buffer), "RSTMEM_ALLOC");
+                var data = new tee_ioctl_shm_register_fd_data { fd = buffer.DangerousFd };
+                Check.Errno(Errno.EINVAL, c.Kernel.Ioctl(Device(c), Tee.TEE_IOC_SHM_REGISTER_FD, ref data, out _), "TEE_IOC_SHM_REGISTER_FD (24-byte layout)");
+            });
     }
 
     private static ConformanceCase Case(string id, string title, string mirrors, Action<CaseContext> run) =>
         new(id, title, mirrors, TargetKind.Tee, run);
+
+    /// <summary>The privileged node beside the target (/dev/teeprivN for /dev/teeN), when present.</summary>
+    private static string? SupplicantPath(CaseContext c)
+    {
+        TeeTarget tee = c.TargetAs<TeeTarget>();
+        string directory = System.IO.Path.GetDirectoryName(tee.Path)!;
+        string name = "teepriv" + tee.Name["tee".Length..];
+        return c.Kernel.ListDirectory(directory).Contains(name) ? $"{directory}/{name}" : null;
+    }
+
+    /// <summary>
+    /// Opens the supplicant device for the case; false with the reason when it
+    /// is absent or held (by tee-supplicant: optee_open allows one open).
+    /// </summary>
+    private static bool TryOpenSupplicant(CaseContext c, out SafeFd? supplicant, out string why)
+    {
+        supplicant = null;
+        string? path = SupplicantPath(c);
+        if (path is null)
+        {
+            why = $"no privileged TEE device beside {c.TargetAs<TeeTarget>().Path}";
+            return false;
+        }
+        Errno errno = c.Kernel.Open(path, Fcntl.O_RDONLY | Fcntl.O_CLOEXEC, out SafeFd fd);
+        if (errno == Errno.EBUSY)
+        {
+            why = $"{path} is held (by tee-supplicant: optee_open allows one open)";
+            return false;
+        }
+        if (errno is Errno.EACCES or Errno.EPERM)
+        {
+            why = $"open({path}): {errno.Name()}: run as root";
+            return false;
+        }
+        Check.Errno(Errno.None, errno, $"open({path}, O_RDONLY)");
+        supplicant = c.Own(fd);
+        why = "";
+        return true;
+    }
 
     private static SafeFd Device(CaseContext c) => c.Open(c.TargetAs<TeeTarget>().Path);
 

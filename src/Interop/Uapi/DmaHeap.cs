@@ -5,12 +5,6 @@ namespace Rstmem.Interop.Uapi;
 /// <summary>include/uapi/linux/dma-heap.h: /dev/dma_heap/NAME.</summary>
 public static class DmaHeap
 {
-    /// <summary>Where heap nodes live: drivers/dma-buf/dma-heap.c dma_heap_devnode ("dma_heap/%s").</summary>
-    public const string Directory = "/dev/dma_heap";
-
-    /// <summary>The device node of heap <paramref name="name"/>.</summary>
-    public static string NodePath(string name) => $"{Directory}/{name}";
-
     public const uint DMA_HEAP_IOC_MAGIC = 'H';
 
     /// <summary>The only fd_flags dma_heap_ioctl_allocate accepts.</summary>

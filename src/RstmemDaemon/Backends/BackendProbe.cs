@@ -109,7 +109,7 @@ public static class BackendProbe
                     "--backend tee: no TEE device speaks TEE_IOC_RSTMEM_ALLOC (the v4 series): " + string.Join("; ", notes));
             case BackendNames.DmaHeap:
                 return ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes) ?? throw new StartupException(
-                    $"--backend dma-heap: no protected,*, restricted,* or configured heap under {DmaHeap.Directory}: " + string.Join("; ", notes));
+                    $"--backend dma-heap: no protected,*, restricted,* or configured heap under {DevicePaths.HeapDirectory}: " + string.Join("; ", notes));
             case BackendNames.Auto:
                 return WithExtras(ProbeTee(real, notes), real, extraHeaps, aliases, notes)
                     ?? ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes)
@@ -123,8 +123,8 @@ public static class BackendProbe
     {
         notes.Add(why);
         BackendSelection? selection = model.Generation == KernelGeneration.V4
-            ? WithExtras(ProbeTee(model, notes, BackendKind.Model), model, model.ListDirectory(DmaHeap.Directory), new Dictionary<string, string>(), notes)
-            : ProbeHeaps(model, BackendKind.Model, model.ListDirectory(DmaHeap.Directory), new Dictionary<string, string>(), notes);
+            ? WithExtras(ProbeTee(model, notes, BackendKind.Model), model, model.ListDirectory(DevicePaths.HeapDirectory), new Dictionary<string, string>(), notes)
+            : ProbeHeaps(model, BackendKind.Model, model.ListDirectory(DevicePaths.HeapDirectory), new Dictionary<string, string>(), notes);
         if (selection is null)
         {
             throw new StartupException("the reference model offers no heap: " + string.Join("; ", notes));
@@ -145,9 +145,9 @@ public static class BackendProbe
     {
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(notes);
-        foreach (string name in kernel.ListDirectory("/dev").Where(TeeProbe.IsTeeNode))
+        foreach (string name in kernel.ListDirectory(DevicePaths.DeviceDirectory).Where(TeeProbe.IsTeeNode))
         {
-            string path = $"/dev/{name}";
+            string path = DevicePaths.Device(name);
             Errno errno = kernel.Open(path, Fcntl.O_RDWR, out SafeFd tee);
             if (errno != Errno.None)
             {
@@ -193,7 +193,7 @@ public static class BackendProbe
         KernelGeneration? generation = catalog.Refresh(kernel, extraHeaps, aliases, notes);
         if (catalog.Count == 0)
         {
-            notes.Add($"{DmaHeap.Directory}: no protected,*, restricted,* or configured heap");
+            notes.Add($"{DevicePaths.HeapDirectory}: no protected,*, restricted,* or configured heap");
             catalog.Dispose();
             return null;
         }

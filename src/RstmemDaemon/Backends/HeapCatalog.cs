@@ -40,12 +40,12 @@ public sealed class HeapCatalog : IDisposable
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(extraHeaps);
         ArgumentNullException.ThrowIfNull(aliases);
-        IReadOnlyList<string> names = kernel.ListDirectory(DmaHeap.Directory);
+        IReadOnlyList<string> names = kernel.ListDirectory(DevicePaths.HeapDirectory);
         KernelGeneration? generation = KernelGenerations.FromHeapNames(names);
 
         foreach (HeapProvider gone in providers.Where(p => p is DmaHeapProvider && !names.Contains(p.Name)).ToList())
         {
-            notes?.Add($"{DmaHeap.NodePath(gone.Name)}: gone");
+            notes?.Add($"{DevicePaths.HeapNode(gone.Name)}: gone");
             providers.Remove(gone);
             gone.Dispose();
         }
@@ -57,7 +57,7 @@ public sealed class HeapCatalog : IDisposable
             }
             if (System.Text.Encoding.UTF8.GetByteCount(name) >= Protocol.RstmemProtocol.RSTMEM_HEAP_NAME_LEN)
             {
-                notes?.Add($"{DmaHeap.NodePath(name)}: skipped: the protocol carries heap names of at most {Protocol.RstmemProtocol.RSTMEM_HEAP_NAME_LEN - 1} bytes");
+                notes?.Add($"{DevicePaths.HeapNode(name)}: skipped: the protocol carries heap names of at most {Protocol.RstmemProtocol.RSTMEM_HEAP_NAME_LEN - 1} bytes");
                 continue;
             }
             UseCase? useCase = null;
@@ -82,10 +82,10 @@ public sealed class HeapCatalog : IDisposable
             Errno errno = DmaHeapProvider.TryOpen(kernel, name, useCase, heapGeneration, restricted, out DmaHeapProvider? provider);
             if (errno != Errno.None)
             {
-                notes?.Add($"{DmaHeap.NodePath(name)}: open: {errno.Describe()}");
+                notes?.Add($"{DevicePaths.HeapNode(name)}: open: {errno.Describe()}");
                 continue;
             }
-            notes?.Add($"{DmaHeap.NodePath(name)}: {(useCase is null ? "plain heap" : $"use case {useCase}")}");
+            notes?.Add($"{DevicePaths.HeapNode(name)}: {(useCase is null ? "plain heap" : $"use case {useCase}")}");
             providers.Add(provider!);
         }
         return generation;

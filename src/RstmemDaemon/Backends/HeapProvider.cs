@@ -112,7 +112,7 @@ public sealed class DmaHeapProvider : HeapProvider
     public static Errno TryOpen(IKernel kernel, string name, UseCase? useCase, KernelGeneration? generation, bool restricted, out DmaHeapProvider? provider)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        Errno errno = kernel.Open(DmaHeap.NodePath(name), Fcntl.O_RDONLY, out SafeFd node);
+        Errno errno = kernel.Open(DevicePaths.HeapNode(name), Fcntl.O_RDONLY, out SafeFd node);
         provider = errno == Errno.None ? new DmaHeapProvider(kernel, name, useCase, generation, restricted, node) : null;
         return errno;
     }

@@ -18,7 +18,8 @@ internal static class ConformanceCommand
     private const long DefaultMaxBytes = 64L << 20;
     private static readonly string[] Formats = ["text", "tap", "junit"];
 
-    public static Command Create(TextWriter stdout, TextWriter stderr)
+    /// <param name="host">The kernel tested without --model: this machine's (<see cref="LinuxKernel.Instance"/>) unless a test gives another.</param>
+    public static Command Create(TextWriter stdout, TextWriter stderr, Func<IKernel>? host = null)
     {
         var tee = new Option<string?>("--tee") { Description = "the TEE device to test (/dev/teeN)" };
         var heap = new Option<string[]>("--heap") { Description = "a heap to test (repeatable): system, reserved, protected,secure-video, ..." };
@@ -79,7 +80,7 @@ internal static class ConformanceCommand
 
             IKernel kernel = result.GetValue(model)
                 ? new ModelKernel(new ModelOptions { Generation = (declared ?? KernelGeneration.Mainline).Name() })
-                : LinuxKernel.Instance;
+                : host?.Invoke() ?? LinuxKernel.Instance;
             if (result.GetValue(model))
             {
                 declared ??= KernelGeneration.Mainline;
@@ -145,28 +146,36 @@ internal static class ConformanceCommand
             stderr.Write($"\r{"",-100}\r");
         }
 
-        string report = format switch
+        // Every report is UTF-8 (the JUnit XML declares it); bytes are what reach the file or the console.
+        byte[] report = format switch
         {
-            "tap" => ConformanceReport.Tap(environment, results),
+            "tap" => ConformanceReport.Encoding.GetBytes(ConformanceReport.Tap(environment, results)),
             "junit" => ConformanceReport.JUnit(environment, results),
-            _ => ConformanceReport.Text(environment, results),
+            _ => ConformanceReport.Encoding.GetBytes(ConformanceReport.Text(environment, results)),
         };
         if (outputPath is not null)
         {
             try
             {
-                File.WriteAllText(outputPath, report);
+                File.WriteAllBytes(outputPath, report);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 stderr.WriteLine($"rstmemd: conformance: --output '{outputPath}': {e.Message}");
                 return RstmemdCli.ExitFailure;
             }
-            stdout.Write(format == "text" ? report : ConformanceReport.Table(results) + ConformanceReport.Totals(results) + "\n");
+            if (format == "text")
+            {
+                WriteBytes(stdout, report);
+            }
+            else
+            {
+                stdout.Write(ConformanceReport.Table(results) + ConformanceReport.Totals(results) + "\n");
+            }
         }
         else
         {
-            stdout.Write(report);
+            WriteBytes(stdout, report);
             if (format != "text")
             {
                 stderr.Write(ConformanceReport.Table(results));
@@ -180,5 +189,22 @@ internal static class ConformanceCommand
             return ExitInterrupted;
         }
         return results.Any(r => r.Outcome == Outcome.Fail) ? RstmemdCli.ExitFailure : RstmemdCli.ExitOk;
+    }
+
+    /// <summary>
+    /// The report's bytes, unchanged, on the process's standard output (whatever
+    /// the console's encoding); another writer (a test's) gets them decoded.
+    /// </summary>
+    private static void WriteBytes(TextWriter stdout, byte[] report)
+    {
+        if (ReferenceEquals(stdout, Console.Out))
+        {
+            stdout.Flush();
+            using Stream raw = Console.OpenStandardOutput();
+            raw.Write(report);
+            raw.Flush();
+            return;
+        }
+        stdout.Write(ConformanceReport.Encoding.GetString(report));
     }
 }

@@ -161,7 +161,7 @@ internal static class ServeCommand
         {
             var notes = new List<string>();
             IReadOnlyCollection<string> extras = selection.Kind == BackendKind.Model
-                ? selection.Kernel.ListDirectory(DmaHeap.Directory)
+                ? selection.Kernel.ListDirectory(DevicePaths.HeapDirectory)
                 : extraHeaps;
             selection.Heaps.Refresh(selection.Kernel, extras, aliases, notes);
             foreach (string note in notes)

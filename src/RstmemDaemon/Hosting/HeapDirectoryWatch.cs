@@ -1,4 +1,5 @@
 using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
 
 namespace Rstmem.Daemon.Hosting;
@@ -41,10 +42,10 @@ public sealed class HeapDirectoryWatch : IDisposable
         // IN_ATTRIB: a node appears as root 0600 and udev then gives it to the daemon's user
         // (packaging's 70-rstmemd.rules); the open that failed at IN_CREATE succeeds after it.
         const uint NodeEvents = Inotify.IN_CREATE | Inotify.IN_DELETE | Inotify.IN_MOVED_TO | Inotify.IN_MOVED_FROM | Inotify.IN_ATTRIB;
-        watchingHeaps = Sys.TryInotifyAddWatch(inotify, DmaHeap.Directory, NodeEvents, out _) == Errno.None;
+        watchingHeaps = Sys.TryInotifyAddWatch(inotify, DevicePaths.HeapDirectory, NodeEvents, out _) == Errno.None;
         if (!watchingHeaps)
         {
-            Sys.TryInotifyAddWatch(inotify, "/dev", Inotify.IN_CREATE, out _);
+            Sys.TryInotifyAddWatch(inotify, DevicePaths.DeviceDirectory, Inotify.IN_CREATE, out _);
         }
     }
 

@@ -1,4 +1,5 @@
 using Rstmem.Interop;
+using Rstmem.Interop.Kernel;
 using Rstmem.Model;
 using Rstmem.Interop.Uapi;
 using Rstmem.Tests.Support;
@@ -12,7 +13,7 @@ public sealed class LeakTests
     public void Ten_thousand_allocate_pass_close_cycles_leave_no_bytes_and_no_descriptors_behind()
     {
         using ModelKernel model = ModelKit.Model("mainline");
-        using SafeFd node = model.OpenOrFail("/dev/dma_heap/protected,secure-video");
+        using SafeFd node = model.OpenOrFail(DevicePaths.HeapNode("protected,secure-video"));
         Assert.Equal(Errno.None, Interop.Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_SEQPACKET, 0, out SafeFd sender, out SafeFd receiver));
         using (sender)
         using (receiver)
