@@ -151,6 +151,6 @@ case "$command" in
   bench) build; exec dotnet "$ROOT/tests/Rstmem.Benchmarks/bin/$CONFIGURATION/net10.0/rstmem-benchmarks.dll" "$@" ;;
   publish) run_packaging publish.sh "$@" ;;
   package) run_packaging package.sh "$@" ;;
-  -h|--help|help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" ;;
   *) die "unknown command '$command': expected build, test, run, bench, publish or package" ;;
 esac

@@ -31,7 +31,7 @@ RECIPE_VERSION=2
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 CACHE=${RSTMEM_TESTKERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rstmemd/testkernel}
 DEBIAN_MIRROR=${RSTMEM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# shellcheck source=../lib/common.sh
+# shellcheck source=tests/lib/common.sh
 . "$HERE/../lib/common.sh"
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -195,7 +195,7 @@ build() {
   else
     dpkg-deb --fsys-tarfile "$SOURCE_DEB" | tar -x -C "$work" --wildcards './usr/src/linux-source-*.tar.xz'
     tar -xf "$work"/usr/src/linux-source-*.tar.xz -C "$work"
-    rm -rf "$work/usr"
+    rm -rf "${work:?}/usr"
   fi
   tree=$(ls -d "$work"/linux-source-*/)
   tree=${tree%/}

@@ -15,7 +15,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
-# shellcheck source=../lib/common.sh
+# shellcheck source=tests/lib/common.sh
 . "$HERE/../lib/common.sh"
 LOG_PREFIX=kselftest-dmabuf-heap
 REQUIRED_HEAPS=(system reserved)

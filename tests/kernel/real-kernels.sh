@@ -27,7 +27,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-# shellcheck source=../lib/common.sh
+# shellcheck source=tests/lib/common.sh
 . "$ROOT/tests/lib/common.sh"
 LOG_PREFIX="real kernels"
 OUT=$ROOT/build/realkernel

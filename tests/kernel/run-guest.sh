@@ -33,7 +33,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 CACHE=${RSTMEM_TESTKERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rstmemd/testkernel}
 NO_REPORT=125
-# shellcheck source=../lib/common.sh
+# shellcheck source=tests/lib/common.sh
 . "$HERE/../lib/common.sh"
 LOG_PREFIX=run-guest
 DIE_STATUS=$NO_REPORT

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the in-guest check scripts: run as root inside a test kernel
 # (tests/kernel/run-guest.sh), in the host's root filesystem, read-only
 # except /tmp. Each check prints "check ok|FAIL: what (detail)"; the script
