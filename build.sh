@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # rstmemd's only build entry point. Idempotent.
 #
-#   ./build.sh           restore and build everything (C# and C)
-#   ./build.sh test      build, then run every test (xunit and ctest)
-#   ./build.sh run ...   build, then run `rstmemd serve ...` in the foreground
-#   ./build.sh bench ... build, then run a benchmark (default: allocator)
-#   ./build.sh publish   self-contained single-file linux-x64 rstmemd in dist/linux-x64,
-#                        portable framework-dependent build (arm64 boards) in dist/portable
+#   ./build.sh            restore and build everything (C# and C, natively and for arm64)
+#   ./build.sh test       build, then run every test: xunit, the model's conformance
+#                         suite (v4, v6, mainline), ctest (x86_64 and arm64 under
+#                         qemu-user) and the real kernels under qemu (tests/kernel);
+#                         counts only their result files (build/test-results,
+#                         build/conformance, build/realkernel) and ends with the line
+#                         "N passed, N failed, N skipped"; exits non-zero when a test
+#                         or a stage failed
+#   ./build.sh run ...    build, then run `rstmemd serve ...` in the foreground
+#   ./build.sh bench ...  build, then run a benchmark: allocator or broker [options]
+#   ./build.sh publish    packaging/publish.sh: the published daemon in dist/
+#   ./build.sh package    packaging/package.sh: the Debian packages
 #
 # Debian packages the build needs are installed with apt-get when run as
 # root, or named when not.
@@ -14,37 +20,27 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 cd "$ROOT"
+# shellcheck source=tests/lib/common.sh
+. "$ROOT/tests/lib/common.sh"
+LOG_PREFIX=build.sh
 
 CONFIGURATION=${CONFIGURATION:-Release}
 NATIVE_BUILD_DIR=$ROOT/build/native
+NATIVE_AARCH64_BUILD_DIR=$ROOT/build/native-aarch64
 DAEMON_DLL=$ROOT/src/RstmemDaemon/bin/$CONFIGURATION/net10.0/rstmemd.dll
+TEST_RESULTS=$ROOT/build/test-results
+CONFORMANCE_RESULTS=$ROOT/build/conformance
+REALKERNEL_RESULTS=$ROOT/build/realkernel
 
 # cmake/gcc: the C library and helpers. Cross compilers, their libc and
 # kernel headers, and qemu-user: the ABI proof runs C for arm64 and armhf.
+# python3: tests/lib/results.py counts the test results; a protocol test's client.
 DEBIAN_PACKAGES=(
   cmake make gcc pkg-config linux-libc-dev
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-libc-dev-arm64-cross
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross linux-libc-dev-armhf-cross
-  qemu-user-static
+  qemu-user-static python3
 )
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
-
-ensure_debian_packages() {
-  local missing=() package
-  for package in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -eq 0 ]; then
-    log "installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
-  fi
-}
 
 ensure_dotnet() {
   command -v dotnet >/dev/null 2>&1 || die "the .NET 10 SDK is required and 'dotnet' is not on PATH"
@@ -52,7 +48,7 @@ ensure_dotnet() {
 }
 
 build() {
-  ensure_debian_packages
+  ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
   ensure_dotnet
   log "dotnet build ($CONFIGURATION)"
   dotnet build "$ROOT/rstmemd.sln" -c "$CONFIGURATION" -nologo -v quiet -clp:ErrorsOnly
@@ -62,69 +58,88 @@ build() {
   cmake --build "$NATIVE_BUILD_DIR" --parallel "$(nproc)"
   # The same C library and tests for arm64 boards; ctest runs them under qemu-aarch64-static.
   log "cmake build (src/Native, aarch64 cross build)"
-  cmake -S "$ROOT/src/Native" -B "$ROOT/build/native-aarch64" -DCMAKE_BUILD_TYPE="$CONFIGURATION" \
+  cmake -S "$ROOT/src/Native" -B "$NATIVE_AARCH64_BUILD_DIR" -DCMAKE_BUILD_TYPE="$CONFIGURATION" \
     -DCMAKE_TOOLCHAIN_FILE="$ROOT/src/Native/cmake/aarch64-linux-gnu.cmake" -DRSTMEMD_DLL="$DAEMON_DLL" >/dev/null
-  cmake --build "$ROOT/build/native-aarch64" --parallel "$(nproc)"
+  cmake --build "$NATIVE_AARCH64_BUILD_DIR" --parallel "$(nproc)"
   # A launcher for the client commands: build/bin/rstmemd heaps, alloc, stats, ...
   mkdir -p "$ROOT/build/bin"
   printf '#!/bin/sh\nexec dotnet "%s" "$@"\n' "$DAEMON_DLL" > "$ROOT/build/bin/rstmemd"
   chmod +x "$ROOT/build/bin/rstmemd"
 }
 
-run_tests() {
-  local log_file status=0
-  log_file=$(mktemp)
-  log "xunit"
-  dotnet test "$ROOT/rstmemd.sln" -c "$CONFIGURATION" --no-build -nologo 2>&1 | tee "$log_file" || status=1
-  # The conformance suite is the model's acceptance test: every generation, as the CLI runs it.
-  local generation
-  mkdir -p "$ROOT/build/conformance"
-  for generation in v4 v6 mainline; do
-    log "conformance --model --generation $generation (TAP: build/conformance/model-$generation.tap)"
-    dotnet "$DAEMON_DLL" conformance --model --generation "$generation" --format tap \
-      --output "$ROOT/build/conformance/model-$generation.tap" 2>/dev/null | tail -n 1 | tee -a "$log_file" || status=1
-  done
-  log "ctest (src/Native)"
-  ctest --test-dir "$NATIVE_BUILD_DIR" --output-on-failure 2>&1 | tee -a "$log_file" || status=1
-  log "ctest (src/Native, arm64 binaries under qemu-aarch64-static)"
-  ctest --test-dir "$ROOT/build/native-aarch64" --output-on-failure 2>&1 | tee -a "$log_file" || status=1
+# --- test: every stage writes a machine-readable result file; only those are counted.
 
+RESULTS_MANIFEST=
+
+# record_results STAGE STATUS FORMAT PATH: one line of the manifest tests/lib/results.py reads.
+record_results() { printf '%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS_MANIFEST"; }
+
+# stage NAME FORMAT PATH COMMAND...: runs COMMAND (its output goes to the
+# terminal) and records its exit status with its result file.
+stage() {
+  local name=$1 format=$2 path=$3 status=0
+  shift 3
+  log "$name"
+  "$@" || status=$?
+  [ "$status" -eq 0 ] || log "$name: exit status $status"
+  record_results "$name" "$status" "$format" "$path"
+}
+
+run_conformance() { # generation: the TAP file, and the table's last line on the terminal
+  dotnet "$DAEMON_DLL" conformance --model --generation "$1" --format tap \
+    --output "$CONFORMANCE_RESULTS/model-$1.tap" 2>/dev/null | tail -n 1
+}
+
+run_real_kernels() {
+  local status=0
   # Real kernels under qemu: Linux 6.1 (DMA heaps) and mainline 7.x (TEE protected heaps),
   # built once and cached in ~/.cache/rstmemd/testkernel (tests/kernel/README.md).
   log "real kernels under qemu (tests/kernel/real-kernels.sh)"
-  "$ROOT/tests/kernel/real-kernels.sh" 2>&1 | tee -a "$log_file" || status=1
-
-  # One plain summary line over all runners (dotnet test's "Failed: 0, Passed: 45, Skipped: 0",
-  # conformance's "251 passed, 0 failed, 15 skipped (...)", ctest's "100% tests passed, 0 tests failed out of 3",
-  # the real-kernel runs' "check ok: ..." / "check FAIL: ..." lines and the kselftest's "dmabuf-heap: N passed, N failed").
-  local summary
-  summary=$(awk '
-    match($0, /Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+/) {
-      n = split(substr($0, RSTART, RLENGTH), f, /[^0-9]+/); failed += f[2]; passed += f[3]; skipped += f[4]
-    }
-    /^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped \(/ {
-      passed += $1; failed += $3; skipped += $5
-    }
-    /^check ok: / { passed++ }
-    /^check FAIL: / { failed++ }
-    /^dmabuf-heap: [0-9]+ passed, [0-9]+ failed/ { passed += $2; failed += $4 }
-    /tests passed, [0-9]+ tests failed out of [0-9]+/ {
-      failed += $(NF-5); passed += $NF - $(NF-5)
-    }
-    END { printf "%d passed, %d failed, %d skipped", passed, failed, skipped }' "$log_file")
-  rm -f "$log_file"
-  echo "$summary"
-  [ "$status" -eq 0 ] && [[ "$summary" == *" 0 failed,"* ]]
+  DAEMON_DLL=$DAEMON_DLL "$ROOT/tests/kernel/real-kernels.sh" || status=$?
+  [ "$status" -eq 0 ] || log "real kernels: exit status $status"
+  # Its own checks (in-guest checks, kselftest, model-vs-real comparisons), and
+  # the conformance suites as each real kernel ran them.
+  record_results "real kernels" "$status" tap "$REALKERNEL_RESULTS/results.tap"
+  record_results "real-kernel conformance (6.1)" 0 tap "$REALKERNEL_RESULTS/real-6.1.tap"
+  record_results "real-kernel conformance (mainline)" 0 tap "$REALKERNEL_RESULTS/real-mainline.tap"
 }
 
-publish() {
-  log "publish: self-contained single-file linux-x64 -> dist/linux-x64"
-  dotnet publish "$ROOT/src/RstmemDaemon/RstmemDaemon.csproj" -c Release -r linux-x64 --self-contained \
-    -p:PublishSingleFile=true -p:IncludeNativeLibrariesForSelfExtract=true -p:EnableCompressionInSingleFile=true -nologo -v quiet -o "$ROOT/dist/linux-x64"
-  log "publish: portable framework-dependent build -> dist/portable (run with: dotnet rstmemd.dll)"
-  dotnet publish "$ROOT/src/RstmemDaemon/RstmemDaemon.csproj" -c Release --no-self-contained -p:UseAppHost=false \
-    -nologo -v quiet -o "$ROOT/dist/portable"
-  ls -l "$ROOT/dist/linux-x64/rstmemd" "$ROOT/dist/portable/rstmemd.dll"
+run_tests() {
+  make_temp_file RESULTS_MANIFEST results-manifest
+  # Results of an earlier run must not be counted as this one's.
+  rm -rf "$TEST_RESULTS" "$CONFORMANCE_RESULTS"
+  mkdir -p "$TEST_RESULTS" "$CONFORMANCE_RESULTS"
+  local started=$SECONDS generation
+
+  # One TRX per test project (LogFilePrefix adds the framework and a timestamp).
+  stage xunit trx "$TEST_RESULTS/dotnet_*.trx" \
+    dotnet test "$ROOT/rstmemd.sln" -c "$CONFIGURATION" --no-build -nologo \
+    --logger "trx;LogFilePrefix=dotnet" --results-directory "$TEST_RESULTS"
+
+  # The conformance suite is the model's acceptance test: every generation, as the CLI runs it.
+  for generation in v4 v6 mainline; do
+    stage "conformance --model ($generation)" tap "$CONFORMANCE_RESULTS/model-$generation.tap" \
+      run_conformance "$generation"
+  done
+
+  stage "ctest (x86_64)" junit "$TEST_RESULTS/ctest-x86_64.xml" \
+    ctest --test-dir "$NATIVE_BUILD_DIR" --output-on-failure --output-junit "$TEST_RESULTS/ctest-x86_64.xml"
+  stage "ctest (arm64 under qemu-aarch64-static)" junit "$TEST_RESULTS/ctest-aarch64.xml" \
+    ctest --test-dir "$NATIVE_AARCH64_BUILD_DIR" --output-on-failure --output-junit "$TEST_RESULTS/ctest-aarch64.xml"
+
+  run_real_kernels
+
+  log "results ($((SECONDS - started)) s of tests):"
+  python3 "$ROOT/tests/lib/results.py" "$RESULTS_MANIFEST"
+}
+
+# run_packaging SCRIPT ARGS...: packaging/SCRIPT, written alongside the Debian packaging.
+run_packaging() {
+  local script=$ROOT/packaging/$1
+  shift
+  [ -f "$script" ] || die "$script does not exist: the packaging scripts are not in this tree yet"
+  [ -x "$script" ] || die "$script is not executable"
+  exec "$script" "$@"
 }
 
 command=${1:-build}
@@ -134,7 +149,8 @@ case "$command" in
   test) build; run_tests ;;
   run) build; exec dotnet "$DAEMON_DLL" serve "$@" ;;
   bench) build; exec dotnet "$ROOT/tests/Rstmem.Benchmarks/bin/$CONFIGURATION/net10.0/rstmem-benchmarks.dll" "$@" ;;
-  publish) build; publish ;;
-  -h|--help|help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$command': expected build, test, run, bench or publish" ;;
+  publish) run_packaging publish.sh "$@" ;;
+  package) run_packaging package.sh "$@" ;;
+  -h|--help|help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" ;;
+  *) die "unknown command '$command': expected build, test, run, bench, publish or package" ;;
 esac

@@ -31,9 +31,8 @@ RECIPE_VERSION=2
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 CACHE=${RSTMEM_TESTKERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rstmemd/testkernel}
 DEBIAN_MIRROR=${RSTMEM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-
-log() { printf 'build-kernel[%s]: %s\n' "$NAME" "$*" >&2; }
-die() { printf 'build-kernel[%s]: FAILED: %s\n' "$NAME" "$*" >&2; exit 1; }
+# shellcheck source=tests/lib/common.sh
+. "$HERE/../lib/common.sh"
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
@@ -52,43 +51,17 @@ case "$NAME" in
   mainline) FRAGMENTS=("$HERE/config/common.config" "$HERE/config/mainline.config") ;;
   *) usage ;;
 esac
+LOG_PREFIX="build-kernel[$NAME]"
 DRIVER_DIR=$HERE/tee-testdrv
 
 # Host tools a kernel build needs (gcc and make: build.sh's list already).
 BUILD_PACKAGES=(gcc make libc6-dev bc bison flex libelf-dev libssl-dev cpio xz-utils rsync)
 
-missing_packages() {
-  local package
-  for package in "$@"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || printf '%s\n' "$package"
-  done
-}
-
-ensure_packages() {
-  local missing=()
-  mapfile -t missing < <(missing_packages "$@")
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" -eq 0 ] || die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
-  # Both kernels build at once (real-kernels.sh): one apt-get at a time, and
-  # the second finds the packages the first installed.
-  exec 7> "${TMPDIR:-/tmp}/rstmemd-apt.lock"
-  flock 7
-  mapfile -t missing < <(missing_packages "$@")
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing Debian packages: ${missing[*]}"
-    apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-      || die "apt-get install ${missing[*]} failed"
-  fi
-  flock -u 7
-  exec 7>&-
-}
-
 # --- The kernel source: a tarball and the version of the package it came from.
 
 # Sets SOURCE_TARBALL, SOURCE_PACKAGE, SOURCE_VERSION.
 source_6_1() {
-  ensure_packages linux-source-6.1
+  ensure_debian_packages linux-source-6.1
   SOURCE_PACKAGE=linux-source-6.1
   SOURCE_VERSION=$(dpkg-query -W -f='${Version}' linux-source-6.1)
   SOURCE_TARBALL=/usr/src/linux-source-6.1.tar.xz
@@ -106,11 +79,10 @@ MAINLINE_DOWNLOADS=$CACHE/downloads
 MAINLINE_PIN=$MAINLINE_DOWNLOADS/mainline-source.deb
 
 fetch_mainline_deb() {
-  # Not local: the EXIT trap runs after this function has returned.
-  apt_dir=$(mktemp -d "${TMPDIR:-/tmp}/rstmem-sid-apt.XXXXXX")
+  local apt_dir
   # Runs in a subshell (source_mainline): the private directory goes away
-  # however it ends, and the host's apt configuration was never involved.
-  trap 'rm -rf "$apt_dir"' EXIT
+  # when it ends, however it ends, and the host's apt configuration was never involved.
+  make_temp_dir apt_dir sid-apt
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/download"
   printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s sid main\n' "$DEBIAN_MIRROR" > "$apt_dir/sid.list"
   local apt_options=(
@@ -134,7 +106,7 @@ fetch_mainline_deb() {
 }
 
 source_mainline() {
-  ensure_packages apt dpkg debian-archive-keyring
+  ensure_debian_packages apt dpkg debian-archive-keyring
   mkdir -p "$MAINLINE_DOWNLOADS"
   (
     # One fetch at a time; whoever waited sees the other's result.
@@ -223,7 +195,7 @@ build() {
   else
     dpkg-deb --fsys-tarfile "$SOURCE_DEB" | tar -x -C "$work" --wildcards './usr/src/linux-source-*.tar.xz'
     tar -xf "$work"/usr/src/linux-source-*.tar.xz -C "$work"
-    rm -rf "$work/usr"
+    rm -rf "${work:?}/usr"
   fi
   tree=$(ls -d "$work"/linux-source-*/)
   tree=${tree%/}
@@ -242,6 +214,7 @@ build() {
   log "bzImage in $((SECONDS - start)) s"
 
   local staging=$out.tmp.$$
+  on_exit "rm -rf $(shell_quote "$staging")"
   rm -rf "$staging"
   mkdir -p "$staging"
   cp "$tree/arch/x86/boot/bzImage" "$staging/bzImage"
@@ -266,7 +239,7 @@ build() {
 
 main() {
   mkdir -p "$CACHE"
-  ensure_packages "${BUILD_PACKAGES[@]}"
+  ensure_debian_packages "${BUILD_PACKAGES[@]}"
   case "$NAME" in
     6.1) source_6_1 ;;
     mainline) source_mainline ;;

@@ -9,10 +9,15 @@
 # ("Could not open vgem - skipping") when there is no vgem. So the output is
 # read: for every heap, each of the six tests must print OK, nothing may print
 # FAIL or skip, and both required heaps must have been tested.
-# Ends with "dmabuf-heap: N passed, N failed" (one per heap and test).
+# stdout: one "check ok: WHAT" or "check FAIL: WHAT" line per heap and test
+# (real-kernels.sh turns them into TAP), then "dmabuf-heap: N passed, N
+# failed". stderr: the selftest's own output and the guest's timing.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+# shellcheck source=tests/lib/common.sh
+. "$HERE/../lib/common.sh"
+LOG_PREFIX=kselftest-dmabuf-heap
 REQUIRED_HEAPS=(system reserved)
 # The tests main() runs on each heap, in order, as they print themselves.
 TESTS=(
@@ -24,11 +29,9 @@ TESTS=(
   'Testing expected error cases:'
 )
 
-log() { printf 'kselftest-dmabuf-heap: %s\n' "$*" >&2; }
-
-kernel=$("$HERE/build-kernel.sh" 6.1) || { log "FAILED: no 6.1 test kernel"; exit 1; }
+kernel=$("$HERE/build-kernel.sh" 6.1) || die "no 6.1 test kernel"
 selftest=$(dirname "$kernel")/dmabuf-heap
-[ -x "$selftest" ] || { log "FAILED: $selftest is missing (build-kernel.sh 6.1 builds it)"; exit 1; }
+[ -x "$selftest" ] || die "$selftest is missing (build-kernel.sh 6.1 builds it)"
 
 status=0
 output=$("$HERE/run-guest.sh" "$kernel" --append cma=64M --timeout 300 -- "$selftest") || status=$?
@@ -36,25 +39,27 @@ printf '%s\n' "$output" | sed 's/^/    | /' >&2
 
 passed=0
 failed=0
+# verdict STATUS WHAT: WHAT is the check, stated as what must hold.
 verdict() {
-  if [ "$1" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); log "FAIL: $2"; fi
+  if [ "$1" -eq 0 ]; then passed=$((passed + 1)); echo "check ok: $2"
+  else failed=$((failed + 1)); echo "check FAIL: $2"; fi
 }
 
-verdict "$status" "dmabuf-heap exited with status $status"
+verdict "$status" "dmabuf-heap exits 0 (exit $status)"
 for heap in "${REQUIRED_HEAPS[@]}"; do
   # This heap's part of the output: from its header to the next one.
   section=$(printf '%s\n' "$output" | awk -v h="Testing heap: $heap" '
     /^Testing heap: / { inside = ($0 == h) } inside')
   [ -n "$section" ] && ok=0 || ok=1
-  verdict "$ok" "heap $heap was not tested (is /dev/dma_heap/$heap there?)"
+  verdict "$ok" "heap $heap was tested (/dev/dma_heap/$heap)"
   for test in "${TESTS[@]}"; do
     printf '%s\n' "$section" | grep -F -- "$test" | grep -Eq 'OK$' && ok=0 || ok=1
-    verdict "$ok" "$heap: '$test' did not print OK"
+    verdict "$ok" "$heap: '$test' prints OK"
   done
 done
 # Whatever heap it was, no FAIL and no skipped part anywhere.
 printf '%s\n' "$output" | grep -Eq 'FAIL|skipping|failed' && ok=1 || ok=0
-verdict "$ok" "the output has a FAIL, failed or skipping line"
+verdict "$ok" "no FAIL, failed or skipping line in the output"
 
 echo "dmabuf-heap: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -13,10 +13,12 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+# shellcheck source=tests/lib/common.sh
+. "$HERE/../lib/common.sh"
+LOG_PREFIX=smoke
 passed=0
 failed=0
 
-log() { printf 'smoke: %s\n' "$*" >&2; }
 result() {
   if [ "$1" -eq 0 ]; then passed=$((passed + 1)); log "ok   $2"; else failed=$((failed + 1)); log "FAIL $2"; fi
 }
@@ -33,7 +35,7 @@ seconds_since() { printf '%.1f' "$(echo "$(now) - $1" | bc)"; }
 # Sets KERNEL_6_1 and KERNEL_mainline; a kernel that does not build ends the test.
 build_both() {
   local start name status kind paths
-  paths=$(mktemp -d "${TMPDIR:-/tmp}/rstmem-smoke.XXXXXX")
+  make_temp_dir paths smoke
   start=$(now)
   local -A pid=()
   for name in 6.1 mainline; do
@@ -55,7 +57,6 @@ build_both() {
     result 0 "build-kernel.sh $name: $kind, $(printf '%.1f' "$(echo "$(cat "$paths/$name.end") - $start" | bc)") s -> $kernel"
     printf -v "KERNEL_${name//./_}" '%s' "$kernel"
   done
-  rm -rf "$paths"
   [ "$failed" -eq 0 ] || finish
 }
 
@@ -87,6 +88,7 @@ result "$ok" "6.1 guest: dotnet --info names a .NET 10 host"
 # Built next to the kernel (the guest sees the host's files, but a fresh tmpfs on /tmp).
 kernel_dir=$(dirname "$KERNEL_mainline")
 check_program=$kernel_dir/protected-heap-check
+on_exit "rm -f $(shell_quote "$check_program.tmp.$$")"
 gcc -O2 -Wall -Werror -static -I"$kernel_dir/headers/include" -o "$check_program.tmp.$$" "$HERE/protected-heap-check.c" \
   && mv "$check_program.tmp.$$" "$check_program" && ok=0 || ok=1
 result "$ok" "protected-heap-check.c built against $kernel_dir/headers"

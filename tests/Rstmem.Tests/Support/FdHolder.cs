@@ -16,8 +16,8 @@ internal sealed class FdHolder : IDisposable
 
     public FdHolder()
     {
-        string helper = Path.Combine(RepoPaths.Root, "build", "native", "rstmem-fdholder");
-        Assert.True(File.Exists(helper), $"{helper} is missing: ./build.sh builds it");
+        string helper = Path.Combine(RepoPaths.NativeBuildDir, "rstmem-fdholder");
+        Assert.True(File.Exists(helper), $"{helper} is missing: building Rstmem.Tests builds it (cmake)");
         Assert.Equal(Errno.None, Interop.Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM, 0, out socket, out SafeFd childEnd));
         using (childEnd)
         {

@@ -7,6 +7,9 @@ internal static class RepoPaths
 
     public static string AbiIncludeDir => Path.Combine(Root, "src", "Interop", "include");
 
+    /// <summary>The C build of src/Native: building this test project makes the helpers it starts there (Rstmem.Tests.csproj).</summary>
+    public static string NativeBuildDir => Path.Combine(Root, "build", "native");
+
     /// <summary>The built rstmemd.dll next to the tests (the project reference copies it).</summary>
     public static string RstmemdDll => Path.Combine(AppContext.BaseDirectory, "rstmemd.dll");
 

@@ -37,7 +37,7 @@ for heap in system reserved; do
       *) fail "$heap: fdinfo name '$(json_field "$out" name)', expected $heap:<pid>:<n>" ;;
     esac
   done
-  measure_release "$heap"
+  check_release_at_last_close "$heap"
 done
 
 example="$ROOT/build/native/rstmem-alloc"

@@ -22,8 +22,8 @@ section conformance-tap < /tmp/conformance.tap
 start_daemon --backend auto || exit "$FAILED"
 heaps=$("${RSTMEMD[@]}" heaps --socket "$SOCKET" --json)
 printf '%s\n' "$heaps" | section heaps-json
-grep -q 'serving .*generation mainline\|generation mainline' /tmp/rstmemd.log && pass "serve --backend auto detected the mainline generation" \
-  || fail "serve --backend auto did not announce generation mainline: $(head -n 2 /tmp/rstmemd.log)"
+grep -q 'serving .*generation mainline\|generation mainline' "$DAEMON_LOG" && pass "serve --backend auto detected the mainline generation" \
+  || fail "serve --backend auto did not announce generation mainline: $(head -n 2 "$DAEMON_LOG")"
 for useCase in secure-video trusted-ui secure-video-record; do
   out=$("${RSTMEMD[@]}" alloc --socket "$SOCKET" --use-case "$useCase" --size 5000 --json)
   printf '%s\n' "$out" | section "alloc-$useCase"
@@ -34,7 +34,7 @@ for useCase in secure-video trusted-ui secure-video-record; do
   [ "$(json_field "$out" heap)" = "protected,$useCase" ] && pass "$useCase: served by protected,$useCase" \
     || fail "$useCase: served by '$(json_field "$out" heap)'"
 done
-measure_release protected,trusted-ui
+check_release_at_last_close protected,trusted-ui
 
 example="$ROOT/build/native/rstmem-alloc"
 "$example" --socket "$SOCKET" --tee /dev/tee0 secure-video 5000 > /tmp/example.out 2>&1
