@@ -44,10 +44,12 @@ elapsed() { local start=$1; echo $(( $(date +%s) - start ))s; }
 
 # --- results.tap
 TAP_LINES=()
-# result STATUS DESCRIPTION: one test line (STATUS 0 = ok).
+# result STATUS DESCRIPTION: one test line (STATUS 0 = ok). A '#' in the
+# description is escaped, as TAP wants, so that it never reads as a directive.
 result() {
-  if [ "$1" -eq 0 ]; then TAP_LINES+=("ok $(( ${#TAP_LINES[@]} + 1 )) - $2")
-  else TAP_LINES+=("not ok $(( ${#TAP_LINES[@]} + 1 )) - $2"); status=1; fi
+  local description=${2//#/\\#}
+  if [ "$1" -eq 0 ]; then TAP_LINES+=("ok $(( ${#TAP_LINES[@]} + 1 )) - $description")
+  else TAP_LINES+=("not ok $(( ${#TAP_LINES[@]} + 1 )) - $description"); status=1; fi
 }
 # check_lines PREFIX FILE: every "check ok: X" / "check FAIL: X" line of FILE as a result "PREFIX: X".
 check_lines() {

@@ -196,7 +196,7 @@ def main(argv):
         if status != "0" and counts.failed == 0:
             counts.fail(f"{stage}: exited with status {status} although its results show no failure")
         where = ", ".join(os.path.relpath(p) for p in paths) or os.path.relpath(pattern)
-        print(f"  {stage:<34} {counts.passed:>5} passed, {counts.failed} failed, {counts.skipped} skipped  ({where})", file=sys.stderr)
+        print(f"  {stage:<40} {counts.passed:>5} passed, {counts.failed} failed, {counts.skipped} skipped  ({where})", file=sys.stderr)
         for failure in counts.failures:
             print(f"    FAILED: {failure}", file=sys.stderr)
         total.passed += counts.passed
