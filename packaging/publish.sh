@@ -72,12 +72,12 @@ ensure_debian_packages() {
 }
 
 publish_rid() {
-  local rid=$1 out=$ROOT/dist/$1 log_file
+  local rid=$1 staging=$ARTIFACTS/dist/$1 out=$ROOT/dist/$1 log_file
   log "publish: NativeAOT $rid -> dist/$rid/rstmemd"
   log_file=$(mktemp)
-  rm -rf "$out"
+  rm -rf "$staging"
   if ! dotnet publish "$PROJECT" -c Release -r "$rid" -nologo \
-      --artifacts-path "$ARTIFACTS" -o "$out" \
+      --artifacts-path "$ARTIFACTS" -o "$staging" \
       -p:PublishAot=true -p:CppCompilerAndLinker=clang-14 -p:ObjCopyName="$(objcopy_for "$rid")" \
       >"$log_file" 2>&1; then
     cat "$log_file" >&2
@@ -90,15 +90,18 @@ publish_rid() {
     die "dotnet publish for $rid printed the warnings above; rstmemd must publish with none"
   fi
   rm -f "$log_file"
-  [ -x "$out/rstmemd" ] || die "dotnet publish for $rid wrote no $out/rstmemd"
+  [ -x "$staging/rstmemd" ] && [ -f "$staging/rstmemd.dbg" ] \
+    || die "dotnet publish for $rid wrote no rstmemd and rstmemd.dbg in $staging"
   local machine
-  machine=$(readelf -h "$out/rstmemd" | sed -n 's/^ *Machine: *//p')
+  machine=$(readelf -h "$staging/rstmemd" | sed -n 's/^ *Machine: *//p')
   [ "$machine" = "$(elf_machine_for "$rid")" ] \
-    || die "$out/rstmemd is an ELF for '$machine'; expected '$(elf_machine_for "$rid")'"
-  # Only the executable and its symbols ship; nothing else should be there.
-  local extra
-  extra=$(find "$out" -mindepth 1 ! -name rstmemd ! -name rstmemd.dbg -printf '%f ')
-  [ -z "$extra" ] || die "dist/$rid holds more than rstmemd and rstmemd.dbg: $extra"
+    || die "$staging/rstmemd is an ELF for '$machine'; expected '$(elf_machine_for "$rid")'"
+  # Only the executable and its debug symbols ship (the publish folder also
+  # holds the managed projects' .pdb files, which a native binary does not use).
+  rm -rf "$out"
+  mkdir -p "$out"
+  install -m 0755 "$staging/rstmemd" "$out/rstmemd"
+  install -m 0644 "$staging/rstmemd.dbg" "$out/rstmemd.dbg"
   ls -l "$out/rstmemd" >&2
 }
 
