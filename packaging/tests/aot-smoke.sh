@@ -3,7 +3,7 @@
 # real, as TAP on stdout (one "ok N - ..." or "not ok N - ..." per check,
 # the plan first; details of a failure as "#" lines):
 #
-#   - dist/linux-x64/rstmemd: the ABI it prints equals the JIT build's; the
+#   - dist/linux-x64/rstmemd: the ABI and the command line's texts equal the JIT build's; the
 #     model passes the conformance suite for v4, v6 and mainline with the
 #     same TAP as the JIT build; it serves its own client, the JIT client and
 #     librstmem's example; configuration errors read as the JIT's; SIGTERM
@@ -24,7 +24,7 @@ JIT_DLL=$ROOT/src/RstmemDaemon/bin/${CONFIGURATION:-Release}/net10.0/rstmemd.dll
 C_ALLOC=$ROOT/build/native/rstmem-alloc
 QEMU=qemu-aarch64-static
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
-PLAN=21
+PLAN=22
 
 WORK=$(mktemp -d /tmp/rstmemd-aot-smoke.XXXXXX)
 DAEMONS=()
@@ -129,6 +129,18 @@ if have_x64 && have_arm64; then
   arm64 abi --json >"$WORK/abi-arm64.json" 2>&1
   if grep -q '"arch": "aarch64"' "$WORK/abi-arm64.json" && diff -u "$WORK/abi-x64-as-arm64.json" "$WORK/abi-arm64.json" >"$WORK/abi-arm64.diff"; then pass "$what"
   else fail "$what" "$(head -n 40 "$WORK/abi-arm64.diff")"; fi
+else fail "$what" "$MISSING"; fi
+
+begin; what="x64 AOT prints the JIT build's help, case list and usage errors, with the same exit codes"
+if have_x64 && have_jit; then
+  : >"$WORK/cli.diff"
+  for args in "--help" "serve --help" "alloc --help" "conformance --list" "alloc --size" "bogus"; do
+    read -r -a argv <<<"$args"
+    { jit "${argv[@]}"; echo "exit $?"; } >"$WORK/cli-jit.txt" 2>&1
+    { "$AOT_X64" "${argv[@]}"; echo "exit $?"; } >"$WORK/cli-aot.txt" 2>&1
+    diff -u --label "JIT $args" --label "AOT $args" "$WORK/cli-jit.txt" "$WORK/cli-aot.txt" >>"$WORK/cli.diff"
+  done
+  if [ ! -s "$WORK/cli.diff" ]; then pass "$what"; else fail "$what" "$(head -n 40 "$WORK/cli.diff")"; fi
 else fail "$what" "$MISSING"; fi
 
 # --- conformance on the model ---------------------------------------------------
