@@ -1,5 +1,4 @@
-using System.Reflection;
-using System.Runtime.CompilerServices;
+using System.Diagnostics.CodeAnalysis;
 
 namespace Rstmem.Interop.Abi;
 
@@ -7,7 +6,7 @@ namespace Rstmem.Interop.Abi;
 public sealed record StructLayoutDescription(int Size, int Alignment, IReadOnlyList<KeyValuePair<string, int>> Offsets);
 
 /// <summary>
-/// Lays out a C# struct by the C rules of an <see cref="AbiTarget"/>: fields in
+/// Lays out a struct by the C rules of an <see cref="AbiTarget"/>: fields in
 /// declaration order, each at the next multiple of its alignment, the size
 /// rounded up to the largest alignment. For the host this must equal what the
 /// runtime does (a test checks it); for other targets it is what lets the ABI
@@ -15,34 +14,24 @@ public sealed record StructLayoutDescription(int Size, int Alignment, IReadOnlyL
 /// </summary>
 public static class CLayout
 {
-    public static StructLayoutDescription Of(Type type, AbiTarget target)
+    public static StructLayoutDescription Of(AbiStruct type, AbiTarget target)
     {
         ArgumentNullException.ThrowIfNull(type);
         ArgumentNullException.ThrowIfNull(target);
-        if (!type.IsValueType)
-        {
-            throw new ArgumentException($"{type.Name} is not a value type", nameof(type));
-        }
-        if (type.IsPrimitive || type.IsPointer)
-        {
-            (int size, int align) = Scalar(type, target);
-            return new StructLayoutDescription(size, align, []);
-        }
-
         int offset = 0;
         int alignment = 1;
-        var offsets = new List<KeyValuePair<string, int>>();
-        foreach (FieldInfo field in InstanceFields(type))
+        var offsets = new List<KeyValuePair<string, int>>(type.Fields.Count + 1);
+        foreach (AbiField field in type.Fields)
         {
-            (int size, int align) = FieldShape(field, target);
+            int align = field.Type.AlignmentOn(target);
             offset = AlignUp(offset, align);
             offsets.Add(new(field.Name, offset));
-            offset += size;
+            offset += field.Type.SizeOn(target) * field.Length;
             alignment = Math.Max(alignment, align);
         }
-        if (type.GetCustomAttribute<FlexibleArrayAttribute>() is { } flexible)
+        if (type.Flexible is { } flexible)
         {
-            int align = Of(flexible.ElementType, target).Alignment;
+            int align = flexible.Element.AlignmentOn(target);
             offset = AlignUp(offset, align);
             offsets.Add(new(flexible.Name, offset));
             alignment = Math.Max(alignment, align);
@@ -50,41 +39,26 @@ public static class CLayout
         return new StructLayoutDescription(AlignUp(offset, alignment), alignment, offsets);
     }
 
-    /// <summary>The instance fields in declaration (metadata) order.</summary>
-    public static IEnumerable<FieldInfo> InstanceFields(Type type) =>
-        type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)
-            .OrderBy(f => f.MetadataToken);
-
-    private static (int Size, int Align) FieldShape(FieldInfo field, AbiTarget target)
+    /// <summary>
+    /// Any C# type: a primitive, a struct of the uapi catalog (as declared
+    /// there), or any other struct read by reflection (a wire protocol's,
+    /// in tests). The daemon itself lays out only declared structs.
+    /// </summary>
+    [RequiresUnreferencedCode("Reads the fields of structs outside the uapi catalog by reflection.")]
+    [RequiresDynamicCode("Measures the runtime layout of structs outside the uapi catalog with generated code.")]
+    public static StructLayoutDescription Of(Type type, AbiTarget target)
     {
-        if (field.GetCustomAttribute<FixedBufferAttribute>() is { } buffer)
+        ArgumentNullException.ThrowIfNull(type);
+        ArgumentNullException.ThrowIfNull(target);
+        if (!type.IsValueType && !type.IsPointer)
         {
-            (int size, int align) = Scalar(buffer.ElementType, target);
-            return (size * buffer.Length, align);
+            throw new ArgumentException($"{type.Name} is not a value type", nameof(type));
         }
-        Type type = field.FieldType;
-        if (type.IsPrimitive || type.IsPointer)
+        if (AbiScalar.ForPrimitive(type) is { } scalar)
         {
-            return Scalar(type, target);
+            return new StructLayoutDescription(scalar.SizeOn(target), scalar.AlignmentOn(target), []);
         }
-        StructLayoutDescription nested = Of(type, target);
-        return (nested.Size, nested.Alignment);
-    }
-
-    private static (int Size, int Align) Scalar(Type type, AbiTarget target)
-    {
-        if (type.IsPointer || type == typeof(nint) || type == typeof(nuint))
-        {
-            return (target.PointerSize, target.PointerSize);
-        }
-        return Type.GetTypeCode(type) switch
-        {
-            TypeCode.Byte or TypeCode.SByte or TypeCode.Boolean => (1, 1),
-            TypeCode.Int16 or TypeCode.UInt16 or TypeCode.Char => (2, 2),
-            TypeCode.Int32 or TypeCode.UInt32 or TypeCode.Single => (4, 4),
-            TypeCode.Int64 or TypeCode.UInt64 or TypeCode.Double => (8, target.Int64Alignment),
-            _ => throw new NotSupportedException($"no C layout rule for {type}"),
-        };
+        return Of(AbiCatalog.Current.Find(type) ?? AbiReflection.Describe(type), target);
     }
 
     private static int AlignUp(int value, int alignment) => (value + alignment - 1) / alignment * alignment;

@@ -1,8 +1,10 @@
 namespace Rstmem.Interop.Abi;
 
-/// <summary>offsetof() for the uapi structs, from their one C# definition (the ABI proof checks it against C).</summary>
+/// <summary>offsetof() for the uapi structs, as this process lays them out (the ABI proof checks the declarations against C).</summary>
 public static class FieldOffset
 {
     public static int Of<T>(string field) where T : unmanaged =>
-        CLayout.Of(typeof(T), AbiTarget.Host).Offsets.Single(o => o.Key == field).Value;
+        (AbiCatalog.Current.Find(typeof(T))
+            ?? throw new ArgumentException($"{typeof(T).Name} is not a struct of the uapi catalog (src/Interop/Abi/UapiCatalog.cs)", nameof(T)))
+        .RuntimeOffsetOf(field);
 }

@@ -35,8 +35,13 @@ public sealed class Ioctl
     public uint Value { get; }
 
     /// <summary>The request number on <paramref name="target"/> (argument size from its C layout rules).</summary>
-    public uint ValueFor(AbiTarget target) =>
-        Ioc._IOC(Direction, Type, Number, (uint)CLayout.Of(Argument, target).Size);
+    public uint ValueFor(AbiTarget target)
+    {
+        AbiType argument = AbiScalar.ForPrimitive(Argument)
+            ?? (AbiType?)AbiCatalog.Current.Find(Argument)
+            ?? throw new InvalidOperationException($"the argument of ioctl 0x{Value:X8}, {Argument.Name}, is not a struct of the uapi catalog (src/Interop/Abi/UapiCatalog.cs)");
+        return Ioc._IOC(Direction, Type, Number, (uint)argument.SizeOn(target));
+    }
 
     public uint ToUInt32() => Value;
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Rstmem.Daemon.Client;
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
@@ -12,8 +13,6 @@ namespace Rstmem.Daemon.Cli;
 /// <summary><c>rstmemd heaps | alloc | stats</c>: clients of a running daemon.</summary>
 internal static class ClientCommands
 {
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
-
     private static Option<string?> SocketOption() => new("--socket") { Description = $"the daemon's socket (default: ${RstmemProtocol.RSTMEM_SOCKET_ENV}, else the daemon's default path)" };
 
     private static Option<bool> JsonOption() => new("--json") { Description = "print JSON instead of a table" };
@@ -28,7 +27,7 @@ internal static class ClientCommands
             IReadOnlyList<HeapInfo> heaps = client.ListHeaps();
             if (result.GetValue(json))
             {
-                stdout.WriteLine(JsonSerializer.Serialize(new { server = client.Server, heaps }, Json));
+                stdout.WriteLine(JsonSerializer.Serialize(new HeapsJson(client.Server, heaps), ClientJson.Default.HeapsJson));
                 return RstmemdCli.ExitOk;
             }
             stdout.WriteLine($"{client.Server.Server}: {BackendName(client.Server.Backend)}, generation {GenerationName(client.Server.Generation)}, page size {client.Server.PageSize}");
@@ -84,7 +83,7 @@ internal static class ClientCommands
                 LinuxKernel.Instance.ReadFdInfoFields(buffer.Fd, out IReadOnlyDictionary<string, string> fdinfo).ThrowIfError("fdinfo");
                 if (result.GetValue(json))
                 {
-                    stdout.WriteLine(JsonSerializer.Serialize(new { id = buffer.Id, size = buffer.Size, heap = buffer.Heap, fd = buffer.Fd.DangerousFd, lseek_size = lseekSize, fdinfo }, Json));
+                    stdout.WriteLine(JsonSerializer.Serialize(new AllocJson(buffer.Id, buffer.Size, buffer.Heap, buffer.Fd.DangerousFd, lseekSize, fdinfo), ClientJson.Default.AllocJson));
                 }
                 else
                 {
@@ -116,7 +115,7 @@ internal static class ClientCommands
             DaemonStats stats = client.Stats();
             if (result.GetValue(json))
             {
-                stdout.WriteLine(JsonSerializer.Serialize(stats, Json));
+                stdout.WriteLine(JsonSerializer.Serialize(stats, ClientJson.Default.DaemonStats));
                 return RstmemdCli.ExitOk;
             }
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -179,3 +178,27 @@ internal static class ClientCommands
         }
     }
 }
+
+/// <summary><c>rstmemd heaps --json</c>: the server's hello and its heaps.</summary>
+internal sealed record HeapsJson(
+    [property: JsonPropertyName("server")] ServerInfo Server,
+    [property: JsonPropertyName("heaps")] IReadOnlyList<HeapInfo> Heaps);
+
+/// <summary><c>rstmemd alloc --json</c>: the buffer, and what its descriptor reports.</summary>
+internal sealed record AllocJson(
+    [property: JsonPropertyName("id")] ulong Id,
+    [property: JsonPropertyName("size")] long Size,
+    [property: JsonPropertyName("heap")] string Heap,
+    [property: JsonPropertyName("fd")] int Fd,
+    [property: JsonPropertyName("lseek_size")] long LseekSize,
+    [property: JsonPropertyName("fdinfo")] IReadOnlyDictionary<string, string> FdInfo);
+
+/// <summary>
+/// The client commands' JSON, generated at compile time (no reflection, so
+/// NativeAOT prints the same as the JIT): compact, the client records'
+/// property names as declared.
+/// </summary>
+[JsonSerializable(typeof(HeapsJson))]
+[JsonSerializable(typeof(AllocJson))]
+[JsonSerializable(typeof(DaemonStats))]
+internal sealed partial class ClientJson : JsonSerializerContext;
