@@ -1,3 +1,4 @@
+using Rstmem.Daemon.Backends;
 using System.Globalization;
 using Rstmem.Interop;
 using Rstmem.Model;
@@ -23,10 +24,8 @@ public sealed class LimitsOptions
 /// </summary>
 public sealed class DaemonOptions
 {
-    public static readonly string[] Backends = ["auto", "model", "tee", "dma-heap"];
-
-    /// <summary>auto, model, tee or dma-heap.</summary>
-    public string Backend { get; set; } = "auto";
+    /// <summary>One of <see cref="BackendNames.All"/>: auto, model, tee or dma-heap.</summary>
+    public string Backend { get; set; } = BackendNames.Auto;
 
     /// <summary>The listening socket's path; empty for the default.</summary>
     public string Socket { get; set; } = "";
@@ -54,9 +53,9 @@ public sealed class DaemonOptions
     public IReadOnlyList<string> Validate()
     {
         var problems = new List<string>();
-        if (!Backends.Contains(Backend))
+        if (!BackendNames.All.Contains(Backend))
         {
-            problems.Add($"Backend: '{Backend}' is not a backend; expected auto, model, tee or dma-heap");
+            problems.Add($"Backend: '{Backend}' is not a backend; expected one of {string.Join(", ", BackendNames.All)}");
         }
         if (Socket.Length > 0 && (!Socket.StartsWith('/') || System.Text.Encoding.UTF8.GetByteCount(Socket) > Interop.Uapi.sockaddr_un.MaxPathBytes))
         {
