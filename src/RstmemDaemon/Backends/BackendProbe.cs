@@ -115,7 +115,7 @@ public static class BackendProbe
                     ?? ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes)
                     ?? ForModel(model(), notes, "no restricted-memory interface found on this kernel");
             default:
-                throw new StartupException($"Backend: '{backend}' is not a backend; expected one of {string.Join(", ", BackendNames.All)}");
+                throw new StartupException($"Backend: '{backend}' is not a backend; expected {BackendNames.Expected}");
         }
     }
 

@@ -23,6 +23,9 @@ public static class BackendNames
     public const string DmaHeap = "dma-heap";
 
     public static IReadOnlyList<string> All { get; } = [Auto, Model, Tee, DmaHeap];
+
+    /// <summary>"auto, model, tee or dma-heap", for error messages.</summary>
+    public static string Expected { get; } = string.Join(", ", All.Take(All.Count - 1)) + " or " + All[^1];
 }
 
 /// <summary>

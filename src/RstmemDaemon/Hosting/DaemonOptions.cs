@@ -55,7 +55,7 @@ public sealed class DaemonOptions
         var problems = new List<string>();
         if (!BackendNames.All.Contains(Backend))
         {
-            problems.Add($"Backend: '{Backend}' is not a backend; expected one of {string.Join(", ", BackendNames.All)}");
+            problems.Add($"Backend: '{Backend}' is not a backend; expected {BackendNames.Expected}");
         }
         if (Socket.Length > 0 && (!Socket.StartsWith('/') || System.Text.Encoding.UTF8.GetByteCount(Socket) > Interop.Uapi.sockaddr_un.MaxPathBytes))
         {
