@@ -245,12 +245,15 @@ public sealed class BrokerTests
     {
         using var broker = new BrokerFixture();
         using var raw = new RawClient(broker.SocketPath);
-        Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("smuggled", 0, out SafeFd memfd));
+        string name = $"smuggled-{Guid.NewGuid():N}";
+        Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate(name, 0, out SafeFd memfd));
         using (memfd)
         {
             raw.Send(RawClient.Packet(RSTMEM_OP_STATS, 1, []), memfd);
             Assert.Equal(Errno.EBADMSG, raw.Receive().Error);
             Assert.True(raw.IsClosedByPeer());
+            // The broker runs in this process: the copy it received is closed before it replied.
+            Assert.Equal(1, DescriptorsOf($"/memfd:{name} (deleted)"));
         }
     }
 
@@ -368,6 +371,10 @@ public sealed class BrokerTests
         Assert.Equal(BrokerFixture.SecureVideoBytes, pool.TotalBytes);
         Assert.Equal(pool.TotalBytes, pool.FreeBytes);
     }
+
+    /// <summary>This process's descriptors open on the file /proc/self/fd names <paramref name="target"/>.</summary>
+    private static int DescriptorsOf(string target) =>
+        Directory.GetFileSystemEntries("/proc/self/fd").Count(fd => new FileInfo(fd).LinkTarget == target);
 
     private static byte[] StatsPacket(uint id) => RawClient.Packet(RSTMEM_OP_STATS, id, []);
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
 using Rstmem.Interop;
@@ -197,6 +198,54 @@ public sealed class SyscallTests
                 }
                 Assert.Equal(Errno.None, Sys.TryUnlink(path));
                 Assert.Equal(Errno.ENOENT, Sys.TryUnlink(path));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_peer_groups_are_the_supplementary_groups_of_the_connecting_process()
+    {
+        Assert.SkipUnless(Sys.GetEffectiveUserId() == 0, "giving a client process supplementary groups (setpriv --groups) needs root");
+        uint[] expected = [1234, 5678];
+        string dir = Directory.CreateTempSubdirectory("rstmemd-sock-").FullName;
+        string path = Path.Combine(dir, "groups.sock");
+        try
+        {
+            Assert.Equal(Errno.None, Sys.TrySocket(Sockets.AF_UNIX, Sockets.SOCK_SEQPACKET, 0, out SafeFd listener));
+            using (listener)
+            {
+                Assert.Equal(Errno.None, Sys.TryBindUnix(listener, path));
+                Assert.Equal(Errno.None, Sys.TryListen(listener, 4));
+                // The client connects and waits until this side closes.
+                using Process client = Process.Start(new ProcessStartInfo("setpriv",
+                    ["--groups", string.Join(',', expected), "--", "python3", "-c",
+                     "import socket, sys; s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect(sys.argv[1]); s.recv(1)", path]))!;
+                try
+                {
+                    Span<pollfd> fds = [new pollfd { fd = listener.DangerousFd, events = Poll.POLLIN }];
+                    Assert.Equal(Errno.None, Sys.TryPoll(fds, GiveUp.Milliseconds, out int ready));
+                    Assert.True(ready == 1, $"no connection within {GiveUp.After.TotalSeconds} s (the give-up bound)");
+                    Assert.Equal(Errno.None, Sys.TryAccept(listener, 0, out SafeFd connection));
+                    using (connection)
+                    {
+                        Assert.Equal(Errno.None, Sys.TryGetPeerCredentials(connection, out ucred peer));
+                        Assert.Equal(client.Id, peer.pid); // setpriv execs the client
+                        Assert.Equal(Errno.None, Sys.TryGetPeerGroups(connection, out uint[] groups));
+                        Assert.Equal(expected, groups.Order());
+                    }
+                    Assert.True(client.WaitForExit(GiveUp.Milliseconds), "the client did not exit once the connection closed");
+                }
+                finally
+                {
+                    if (!client.HasExited)
+                    {
+                        client.Kill();
+                    }
+                }
             }
         }
         finally
