@@ -2,10 +2,15 @@
 /*
  * Every librstmem call's success and error paths against a live rstmemd on
  * the reference model (started by with-daemon.sh; RSTMEMD_SOCKET names it).
- * The model offers: protected,secure-video (use case secure-video, 64 MiB),
- * protected,trusted-ui (trusted-ui, 16 MiB), protected,secure-video-record
- * (secure-video-record, dynamic), reserved (64 MiB) and system (1 GiB);
- * page size 4096. Errnos are the ones rstmem.h documents, exactly.
+ * Errnos are the ones rstmem.h documents, exactly.
+ *
+ * What the daemon offers is read from it, never assumed: with-daemon.sh runs
+ * it on its built-in defaults, which this file does not state. HELLO gives
+ * the page size (checked against sysconf) and the generation; LIST_HEAPS the
+ * heap of each use case (named as that generation names it), the system
+ * heap, the CMA heap if there is one, their pool sizes, and, through a heap
+ * whose sizes are unknown, the caller's byte quota (docs/protocol.md:
+ * max_alloc_bytes is the largest ALLOC the daemon would try for the caller).
  */
 #include "check.h"
 
@@ -38,6 +43,41 @@ static const struct rstmem_heap *find_heap(const struct rstmem_heap *heaps, size
 		if (strcmp(heaps[i].name, name) == 0)
 			return &heaps[i];
 	return NULL;
+}
+
+#define MAX_HEAPS 16
+
+/* What this daemon offers, as it reported it (test_server_info, test_list_heaps). */
+static struct {
+	uint64_t page;
+	uint32_t generation;
+	uint32_t heap_count;	/* HELLO's */
+	struct rstmem_heap heaps[MAX_HEAPS];
+	size_t count;
+	const struct rstmem_heap *svp, *tui, *svr, *system, *cma;
+	const struct rstmem_heap *sized;	/* a restricted heap whose sizes are known, else system */
+	uint64_t quota;		/* the uid's byte limit; 0: no heap reveals it */
+} offer;
+
+static uint64_t pages(uint64_t n) { return n * offer.page; }
+
+static const struct rstmem_heap *find_use_case(const char *use_case)
+{
+	for (size_t i = 0; i < offer.count; i++)
+		if (strcmp(offer.heaps[i].use_case, use_case) == 0)
+			return &offer.heaps[i];
+	return NULL;
+}
+
+/* How each generation names a use case's heap: v4 after the use case, v6
+ * "restricted,<use case>", mainline "protected,<use case>". */
+static const char *generation_name(const char *use_case)
+{
+	static char name[RSTMEM_HEAP_NAME_LEN];
+	const char *prefix = offer.generation == RSTMEM_GENERATION_MAINLINE ? "protected," :
+			     offer.generation == RSTMEM_GENERATION_V6	    ? "restricted," : "";
+	snprintf(name, sizeof(name), "%s%s", prefix, use_case);
+	return name;
 }
 
 static void test_connect(void)
@@ -133,9 +173,13 @@ static void test_server_info(struct rstmem_conn *conn)
 	CHECK_EQ(rstmem_get_server_info(conn, &info), 0);
 	CHECK_EQ(info.version, RSTMEM_PROTOCOL_VERSION);
 	CHECK_EQ(info.backend, RSTMEM_BACKEND_MODEL);
-	CHECK_EQ(info.generation, RSTMEM_GENERATION_MAINLINE);
-	CHECK_EQ(info.page_size, 4096);
-	CHECK_EQ(info.heap_count, 5);
+	CHECK(info.generation == RSTMEM_GENERATION_V4 || info.generation == RSTMEM_GENERATION_V6 ||
+	      info.generation == RSTMEM_GENERATION_MAINLINE);
+	CHECK_EQ(info.page_size, sysconf(_SC_PAGESIZE));
+	CHECK(info.heap_count > 0 && info.heap_count <= MAX_HEAPS);
+	offer.page = info.page_size;
+	offer.generation = info.generation;
+	offer.heap_count = info.heap_count;
 	CHECK_EQ(info.capabilities & (RSTMEM_CAP_USE_CASES | RSTMEM_CAP_BUFFER_NAMES | RSTMEM_CAP_RELEASE_TRACKING),
 		 RSTMEM_CAP_USE_CASES | RSTMEM_CAP_BUFFER_NAMES | RSTMEM_CAP_RELEASE_TRACKING);
 	CHECK(strncmp(info.server, "rstmemd ", 8) == 0);
@@ -147,46 +191,90 @@ static void test_list_heaps(struct rstmem_conn *conn)
 {
 	size_t count = 0;
 	CHECK_EQ(rstmem_list_heaps(conn, NULL, 0, &count), 0);	/* size query */
-	CHECK_EQ(count, 5);
+	CHECK_EQ(count, offer.heap_count);	/* what HELLO announced */
 
-	struct rstmem_heap heaps[8];
-	memset(heaps, 0xff, sizeof(heaps));
+	struct rstmem_heap *heaps = offer.heaps;
+	memset(heaps, 0xff, sizeof(offer.heaps));
 	count = 0;
-	CHECK_EQ(rstmem_list_heaps(conn, heaps, 8, &count), 0);
-	CHECK_EQ(count, 5);
-	const struct rstmem_heap *svp = find_heap(heaps, count, "protected,secure-video");
-	const struct rstmem_heap *tui = find_heap(heaps, count, "protected,trusted-ui");
-	const struct rstmem_heap *svr = find_heap(heaps, count, "protected,secure-video-record");
-	const struct rstmem_heap *system = find_heap(heaps, count, "system");
-	const struct rstmem_heap *reserved = find_heap(heaps, count, "reserved");
-	REQUIRE(svp && tui && svr && system && reserved);
-	CHECK_STR(svp->use_case, "secure-video");
-	CHECK_STR(tui->use_case, "trusted-ui");
-	CHECK_STR(svr->use_case, "secure-video-record");
-	CHECK_STR(system->use_case, "");
-	CHECK_EQ(svp->flags, RSTMEM_HEAP_RESTRICTED | RSTMEM_HEAP_SIZES_KNOWN);
-	CHECK_EQ(system->flags & (RSTMEM_HEAP_RESTRICTED | RSTMEM_HEAP_MAPPABLE), RSTMEM_HEAP_MAPPABLE);
-	CHECK_EQ(svp->total_bytes, 64 << 20);
-	CHECK_EQ(tui->total_bytes, 16 << 20);
-	CHECK(svp->free_bytes <= svp->total_bytes);
-	CHECK(svp->max_alloc_bytes > 0 && svp->max_alloc_bytes <= svp->total_bytes);
+	CHECK_EQ(rstmem_list_heaps(conn, heaps, MAX_HEAPS, &count), 0);
+	CHECK_EQ(count, offer.heap_count);
+	REQUIRE(count >= 4 && count <= MAX_HEAPS);
+	offer.count = count;
+	offer.svp = find_use_case("secure-video");
+	offer.tui = find_use_case("trusted-ui");
+	offer.svr = find_use_case("secure-video-record");
+	offer.system = find_heap(heaps, count, "system");
+	REQUIRE(offer.svp && offer.tui && offer.svr && offer.system);
+	CHECK_STR(offer.svp->name, generation_name("secure-video"));
+	CHECK_STR(offer.tui->name, generation_name("trusted-ui"));
+	CHECK_STR(offer.svr->name, generation_name("secure-video-record"));
+	CHECK_STR(offer.system->use_case, "");
+
+	/* Besides the three use cases' heaps: plain heaps only, system and at most one CMA heap. */
+	size_t plain = 0;
 	for (size_t i = 0; i < count; i++) {
-		CHECK_EQ(heaps[i].backend, RSTMEM_BACKEND_MODEL);
-		CHECK_EQ(heaps[i].page_size, 4096);
+		const struct rstmem_heap *h = &heaps[i];
+		CHECK_EQ(h->backend, RSTMEM_BACKEND_MODEL);
+		CHECK_EQ(h->page_size, offer.page);
+		if (h->use_case[0] != '\0') {
+			CHECK_EQ(h->flags & (RSTMEM_HEAP_RESTRICTED | RSTMEM_HEAP_MAPPABLE), RSTMEM_HEAP_RESTRICTED);
+			continue;
+		}
+		plain++;
+		CHECK_EQ(h->flags & (RSTMEM_HEAP_RESTRICTED | RSTMEM_HEAP_MAPPABLE), RSTMEM_HEAP_MAPPABLE);
+		if (h != offer.system) {
+			CHECK(offer.cma == NULL);
+			offer.cma = h;
+		}
 	}
+	CHECK_EQ(count, 3 + plain);
+
+	/* A heap whose sizes are unknown offers the whole quota (nothing is held yet). */
+	for (size_t i = 0; i < count; i++) {
+		const struct rstmem_heap *h = &heaps[i];
+		if (h->flags & RSTMEM_HEAP_SIZES_KNOWN)
+			continue;
+		CHECK_EQ(h->total_bytes, 0);
+		CHECK_EQ(h->free_bytes, 0);
+		CHECK(h->max_alloc_bytes > 0);
+		if (offer.quota == 0)
+			offer.quota = h->max_alloc_bytes;
+		CHECK_EQ(h->max_alloc_bytes, offer.quota);	/* the same quota, whichever heap reports it */
+	}
+	/* Heaps with sizes: untouched, so all free in one run; the largest allocation
+	 * is the pool or the quota, whichever is smaller. */
+	for (size_t i = 0; i < count; i++) {
+		const struct rstmem_heap *h = &heaps[i];
+		if (!(h->flags & RSTMEM_HEAP_SIZES_KNOWN))
+			continue;
+		CHECK(h->total_bytes > 0 && h->total_bytes % offer.page == 0);
+		CHECK_EQ(h->free_bytes, h->total_bytes);
+		if (offer.quota != 0)
+			CHECK_EQ(h->max_alloc_bytes, h->total_bytes < offer.quota ? h->total_bytes : offer.quota);
+		else
+			CHECK_EQ(h->max_alloc_bytes, h->total_bytes);
+		if (offer.sized == NULL && (h->flags & RSTMEM_HEAP_RESTRICTED))
+			offer.sized = h;
+	}
+	if (offer.sized == NULL)
+		offer.sized = offer.system;
+	REQUIRE(offer.sized->flags & RSTMEM_HEAP_SIZES_KNOWN);
+	printf("daemon: generation %u, page size %" PRIu64 ", %zu heaps, CMA heap %s, quota %" PRIu64 " bytes%s\n",
+	       offer.generation, offer.page, count, offer.cma ? offer.cma->name : "(none)", offer.quota,
+	       offer.quota ? "" : " (no heap reveals it)");
 
 	/* too small an array: the first entries, the real count, -ERANGE */
 	struct rstmem_heap two[3];
 	memset(two, 0, sizeof(two));
 	count = 0;
 	CHECK_EQ(rstmem_list_heaps(conn, two, 2, &count), -ERANGE);
-	CHECK_EQ(count, 5);
+	CHECK_EQ(count, offer.count);
 	CHECK_STR(two[0].name, heaps[0].name);
 	CHECK_STR(two[1].name, heaps[1].name);
 	CHECK_EQ(two[2].name[0], 0);	/* nothing written past capacity */
 
-	CHECK_EQ(rstmem_list_heaps(NULL, heaps, 8, &count), -EINVAL);
-	CHECK_EQ(rstmem_list_heaps(conn, heaps, 8, NULL), -EINVAL);
+	CHECK_EQ(rstmem_list_heaps(NULL, heaps, MAX_HEAPS, &count), -EINVAL);
+	CHECK_EQ(rstmem_list_heaps(conn, heaps, MAX_HEAPS, NULL), -EINVAL);
 	CHECK_EQ(rstmem_list_heaps(conn, NULL, 3, &count), -EINVAL);
 }
 
@@ -239,29 +327,40 @@ static void test_alloc(struct rstmem_conn *conn)
 	struct rstmem_buffer buf;
 	int ret;
 
+	/* Past the uid's byte limit, first, while it holds nothing: the quota is
+	 * checked before any pool is asked, so no ENOMEM comes first. */
+	if (offer.quota != 0)
+		CHECK_ALLOC_FAILS(conn, "secure-video", offer.quota + offer.page, 0, NULL, -EDQUOT);
+	else
+		printf("no heap reveals the byte quota: EDQUOT not checked\n");
+
 	/* by use case, default name */
 	ret = rstmem_alloc(conn, "secure-video", 1 << 20, 0, NULL, &buf);
-	check_buffer(ret, &buf, 1 << 20, "protected,secure-video");
+	check_buffer(ret, &buf, 1 << 20, offer.svp->name);
 	release(conn, &buf);
 
-	/* page rounding: 5000 -> 8192 */
-	ret = rstmem_alloc(conn, "trusted-ui", 5000, 0, "", &buf);
-	check_buffer(ret, &buf, 8192, "protected,trusted-ui");
+	/* page rounding: a page and a byte is two pages */
+	ret = rstmem_alloc(conn, "trusted-ui", pages(1) + 1, 0, "", &buf);
+	check_buffer(ret, &buf, pages(2), offer.tui->name);
 	release(conn, &buf);
 
 	/* by heap, named (31 bytes: the longest name) */
-	ret = rstmem_alloc(conn, "system", 4096, RSTMEM_ALLOC_BY_HEAP, "0123456789012345678901234567890", &buf);
-	check_buffer(ret, &buf, 4096, "system");
+	ret = rstmem_alloc(conn, "system", pages(1), RSTMEM_ALLOC_BY_HEAP, "0123456789012345678901234567890", &buf);
+	check_buffer(ret, &buf, pages(1), "system");
 	release(conn, &buf);
-	ret = rstmem_alloc(conn, "protected,secure-video", 65536, RSTMEM_ALLOC_BY_HEAP, "player", &buf);
-	check_buffer(ret, &buf, 65536, "protected,secure-video");
+	ret = rstmem_alloc(conn, offer.svp->name, pages(16), RSTMEM_ALLOC_BY_HEAP, "player", &buf);
+	check_buffer(ret, &buf, pages(16), offer.svp->name);
 	release(conn, &buf);
 	ret = rstmem_alloc(conn, "secure-video-record", 3 << 20, RSTMEM_ALLOC_BY_USE_CASE, "rec", &buf);
-	check_buffer(ret, &buf, 3 << 20, "protected,secure-video-record");
+	check_buffer(ret, &buf, 3 << 20, offer.svr->name);
 	release(conn, &buf);
-	ret = rstmem_alloc(conn, "reserved", 1, 0, NULL, &buf);	/* heap name, no flag */
-	check_buffer(ret, &buf, 4096, "reserved");
-	release(conn, &buf);
+	if (offer.cma != NULL) {
+		ret = rstmem_alloc(conn, offer.cma->name, 1, 0, NULL, &buf);	/* heap name, no flag */
+		check_buffer(ret, &buf, pages(1), offer.cma->name);
+		release(conn, &buf);
+	} else {
+		printf("no CMA heap offered: nothing allocated from one\n");
+	}
 
 	/* client-side checks: nothing is sent */
 	char target64[65], name32[33];
@@ -269,49 +368,52 @@ static void test_alloc(struct rstmem_conn *conn)
 	target64[64] = '\0';
 	memset(name32, 'n', 32);
 	name32[32] = '\0';
-	CHECK_ALLOC_FAILS(conn, target64, 4096, 0, NULL, -ENAMETOOLONG);
+	CHECK_ALLOC_FAILS(conn, target64, pages(1), 0, NULL, -ENAMETOOLONG);
 	target64[63] = '\0';	/* 63 bytes: fits, and names nothing */
-	CHECK_ALLOC_FAILS(conn, target64, 4096, 0, NULL, -ENOENT);
-	CHECK_ALLOC_FAILS(conn, "secure-video", 4096, 0, name32, -ENAMETOOLONG);
-	CHECK_ALLOC_FAILS(conn, NULL, 4096, 0, NULL, -EINVAL);
-	CHECK_ALLOC_FAILS(NULL, "secure-video", 4096, 0, NULL, -EINVAL);
-	CHECK_EQ(rstmem_alloc(conn, "secure-video", 4096, 0, NULL, NULL), -EINVAL);
+	CHECK_ALLOC_FAILS(conn, target64, pages(1), 0, NULL, -ENOENT);
+	CHECK_ALLOC_FAILS(conn, "secure-video", pages(1), 0, name32, -ENAMETOOLONG);
+	CHECK_ALLOC_FAILS(conn, NULL, pages(1), 0, NULL, -EINVAL);
+	CHECK_ALLOC_FAILS(NULL, "secure-video", pages(1), 0, NULL, -EINVAL);
+	CHECK_EQ(rstmem_alloc(conn, "secure-video", pages(1), 0, NULL, NULL), -EINVAL);
 
 	/* the daemon's answers */
-	CHECK_ALLOC_FAILS(conn, "no-such-heap", 4096, 0, NULL, -ENOENT);
-	CHECK_ALLOC_FAILS(conn, "secure-video", 4096, RSTMEM_ALLOC_BY_HEAP, NULL, -ENOENT);
-	CHECK_ALLOC_FAILS(conn, "system", 4096, RSTMEM_ALLOC_BY_USE_CASE, NULL, -ENOENT);
-	CHECK_ALLOC_FAILS(conn, "", 4096, 0, NULL, -EINVAL);
+	CHECK_ALLOC_FAILS(conn, "no-such-heap", pages(1), 0, NULL, -ENOENT);
+	if (strcmp(offer.svp->name, "secure-video") != 0)	/* v4 names the heap after the use case */
+		CHECK_ALLOC_FAILS(conn, "secure-video", pages(1), RSTMEM_ALLOC_BY_HEAP, NULL, -ENOENT);
+	CHECK_ALLOC_FAILS(conn, "system", pages(1), RSTMEM_ALLOC_BY_USE_CASE, NULL, -ENOENT);
+	CHECK_ALLOC_FAILS(conn, "", pages(1), 0, NULL, -EINVAL);
 	CHECK_ALLOC_FAILS(conn, "secure-video", 0, 0, NULL, -EINVAL);
 	CHECK_ALLOC_FAILS(conn, "secure-video", (uint64_t)INT64_MAX + 1, 0, NULL, -EINVAL);
-	CHECK_ALLOC_FAILS(conn, "secure-video", 4096, RSTMEM_ALLOC_BY_HEAP | RSTMEM_ALLOC_BY_USE_CASE, NULL, -EINVAL);
-	CHECK_ALLOC_FAILS(conn, "secure-video", 4096, 1u << 7, NULL, -EINVAL);
-	CHECK_ALLOC_FAILS(conn, "trusted-ui", 32 << 20, 0, NULL, -ENOMEM);	/* 16 MiB pool */
-	/* past the uid's 4 GiB byte limit (the record heap is dynamic: no ENOMEM first) */
-	CHECK_ALLOC_FAILS(conn, "secure-video-record", (4ull << 30) + 4096, 0, NULL, -EDQUOT);
+	CHECK_ALLOC_FAILS(conn, "secure-video", pages(1), RSTMEM_ALLOC_BY_HEAP | RSTMEM_ALLOC_BY_USE_CASE, NULL, -EINVAL);
+	CHECK_ALLOC_FAILS(conn, "secure-video", pages(1), 1u << 7, NULL, -EINVAL);
+	/* a page more than the whole pool: ENOMEM, unless that is past the quota too */
+	uint64_t too_big = offer.sized->total_bytes + offer.page;
+	CHECK_ALLOC_FAILS(conn, offer.sized->name, too_big, RSTMEM_ALLOC_BY_HEAP, NULL,
+			  offer.quota != 0 && too_big > offer.quota ? -EDQUOT : -ENOMEM);
 
 	/* errors from the daemon leave the connection usable */
-	ret = rstmem_alloc(conn, "secure-video", 4096, 0, NULL, &buf);
-	check_buffer(ret, &buf, 4096, "protected,secure-video");
+	ret = rstmem_alloc(conn, "secure-video", pages(1), 0, NULL, &buf);
+	check_buffer(ret, &buf, pages(1), offer.svp->name);
 	release(conn, &buf);
 }
 
 /* The memory comes back when the last descriptor is closed, not at FREE. */
 static uint64_t free_bytes(struct rstmem_conn *conn, const char *heap)
 {
-	struct rstmem_heap heaps[8];
+	struct rstmem_heap heaps[MAX_HEAPS];
 	size_t count;
-	REQUIRE(rstmem_list_heaps(conn, heaps, 8, &count) == 0);
+	REQUIRE(rstmem_list_heaps(conn, heaps, MAX_HEAPS, &count) == 0);
 	const struct rstmem_heap *h = find_heap(heaps, count, heap);
 	REQUIRE(h != NULL);
 	return h->free_bytes;
 }
 
-/* Waits up to 5 s for the daemon to see earlier closes; returns the last value. */
+/* Asks until the daemon has seen earlier closes, giving up after 60 s (a bound
+ * on a hang, never the criterion); returns the last value. */
 static uint64_t wait_free_bytes(struct rstmem_conn *conn, const char *heap, uint64_t expected)
 {
 	uint64_t now = 0;
-	for (int i = 0; i < 500 && (now = free_bytes(conn, heap)) != expected; i++)
+	for (int i = 0; i < 6000 && (now = free_bytes(conn, heap)) != expected; i++)
 		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
 	return now;
 }
@@ -319,19 +421,21 @@ static uint64_t wait_free_bytes(struct rstmem_conn *conn, const char *heap, uint
 static void test_free(struct rstmem_conn *conn)
 {
 	struct rstmem_buffer buf;
-	uint64_t before = 16 << 20;	/* trusted-ui's whole pool, once earlier buffers are released */
-	CHECK_EQ(wait_free_bytes(conn, "protected,trusted-ui", before), before);
-	int ret = rstmem_alloc(conn, "trusted-ui", 1 << 20, 0, NULL, &buf);
-	check_buffer(ret, &buf, 1 << 20, "protected,trusted-ui");
+	const char *heap = offer.sized->name;
+	uint64_t before = offer.sized->total_bytes;	/* the whole pool, once earlier buffers are released */
+	uint64_t size = pages(16);
+	CHECK_EQ(wait_free_bytes(conn, heap, before), before);
+	int ret = rstmem_alloc(conn, heap, size, RSTMEM_ALLOC_BY_HEAP, NULL, &buf);
+	check_buffer(ret, &buf, size, heap);
 	REQUIRE(ret >= 0);
-	CHECK_EQ(free_bytes(conn, "protected,trusted-ui"), before - (1 << 20));
+	CHECK_EQ(free_bytes(conn, heap), before - size);
 	CHECK_EQ(rstmem_free(conn, buf.id), 0);
 	CHECK_EQ(rstmem_free(conn, buf.id), -ENOENT);	/* already freed */
-	CHECK_EQ(free_bytes(conn, "protected,trusted-ui"), before - (1 << 20));	/* fd still open */
-	CHECK_EQ(lseek(buf.fd, 0, SEEK_END), 1 << 20);
+	CHECK_EQ(free_bytes(conn, heap), before - size);	/* fd still open */
+	CHECK_EQ(lseek(buf.fd, 0, SEEK_END), (off_t)size);
 	close(buf.fd);
 	/* release is seen asynchronously (inotify) */
-	CHECK_EQ(wait_free_bytes(conn, "protected,trusted-ui", before), before);
+	CHECK_EQ(wait_free_bytes(conn, heap, before), before);
 
 	CHECK_EQ(rstmem_free(conn, 0), -ENOENT);
 	CHECK_EQ(rstmem_free(conn, UINT64_MAX), -ENOENT);
@@ -339,17 +443,17 @@ static void test_free(struct rstmem_conn *conn)
 
 	/* another connection's buffer is not ours to free */
 	struct rstmem_conn *other = connect_or_die();
-	ret = rstmem_alloc(other, "secure-video", 4096, 0, NULL, &buf);
-	check_buffer(ret, &buf, 4096, "protected,secure-video");
+	ret = rstmem_alloc(other, "secure-video", pages(1), 0, NULL, &buf);
+	check_buffer(ret, &buf, pages(1), offer.svp->name);
 	CHECK_EQ(rstmem_free(conn, buf.id), -ENOENT);
 	CHECK_EQ(rstmem_free(other, buf.id), 0);
 
 	/* the descriptor outlives its connection: it is the caller's */
 	struct rstmem_buffer kept;
-	ret = rstmem_alloc(other, "system", 12288, 0, NULL, &kept);
-	check_buffer(ret, &kept, 12288, "system");
+	ret = rstmem_alloc(other, "system", pages(3), 0, NULL, &kept);
+	check_buffer(ret, &kept, pages(3), "system");
 	rstmem_disconnect(other);
-	CHECK_EQ(lseek(kept.fd, 0, SEEK_END), 12288);
+	CHECK_EQ(lseek(kept.fd, 0, SEEK_END), (off_t)pages(3));
 	CHECK_EQ(rstmem_free(conn, kept.id), -ENOENT);
 	close(kept.fd);
 	close(buf.fd);
@@ -385,7 +489,7 @@ static void run_quietly(const char *debug, const char *out_path)
 			_exit(98);
 		if (rstmem_connect(socket_path, &conn) != 0)
 			_exit(97);
-		if (rstmem_alloc(conn, "no-such-heap", 4096, 0, NULL, &buf) != -ENOENT ||
+		if (rstmem_alloc(conn, "no-such-heap", 1, 0, NULL, &buf) != -ENOENT ||
 		    rstmem_alloc(conn, "secure-video", 0, 0, NULL, &buf) != -EINVAL ||
 		    rstmem_alloc(conn, "secure-video", 1, 0, "a-name-that-is-far-too-long-to-fit", &buf) != -ENAMETOOLONG ||
 		    rstmem_free(conn, 12345) != -ENOENT)

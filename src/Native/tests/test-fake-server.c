@@ -9,7 +9,8 @@
  * itself (this process's descriptor count is compared around the call), and
  * a broken connection must refuse further calls with -ENOTCONN. Also: no
  * SIGPIPE when the daemon has gone (MSG_NOSIGNAL), and replies still arrive
- * while a signal interrupts the wait 1,000 times a second (EINTR restarts).
+ * when each is withheld until a signal has interrupted the wait for it 20
+ * times (EINTR restarts).
  */
 #include "check.h"
 
@@ -31,6 +32,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the fake server write
 
 static char socket_path[108];
 static int listener = -1;
+
+/* The fake server's page size: its own, whatever the machine's. */
+#define FAKE_PAGE 4096u
 
 /* ---- the fake server (runs in the child) -------------------------------- */
 
@@ -121,7 +125,7 @@ static void hello_reply(struct reply *p, const struct request *r)
 	h->version = 1;
 	h->capabilities = RSTMEM_CAP_USE_CASES;
 	h->backend = RSTMEM_BACKEND_MODEL;
-	h->page_size = 4096;
+	h->page_size = FAKE_PAGE;
 	h->heap_count = 2;
 	strcpy(h->server, "fake rstmemd");
 }
@@ -147,7 +151,7 @@ static void heaps_reply(struct reply *p, const struct request *r, uint32_t count
 		snprintf(h->name, sizeof(h->name), "heap-%u", i);
 		strcpy(h->use_case, i == 0 ? "secure-video" : "");
 		h->backend = RSTMEM_BACKEND_MODEL;
-		h->page_size = 4096;
+		h->page_size = FAKE_PAGE;
 		h->flags = RSTMEM_HEAP_RESTRICTED;
 		h->total_bytes = 1 << 20;
 		h->free_bytes = 1 << 19;
@@ -174,7 +178,7 @@ static bool serve_correctly(int client, const struct request *r, unsigned seq)
 	case RSTMEM_OP_ALLOC: {
 		uint64_t size;
 		memcpy(&size, r->payload + offsetof(struct rstmem_alloc_request, size), sizeof(size));
-		alloc_reply(&p, r, (size + 4095) & ~(uint64_t)4095);
+		alloc_reply(&p, r, (size + FAKE_PAGE - 1) & ~(uint64_t)(FAKE_PAGE - 1));
 		send_packet(client, p.bytes, p.length, 1);
 		return true;
 	}
@@ -193,7 +197,7 @@ static bool serve_correctly(int client, const struct request *r, unsigned seq)
 
 static void run_server(serve_fn serve)
 {
-	alarm(20);	/* never outlive a stuck test */
+	alarm(60);	/* never outlive a stuck test: a bound on a hang, not a criterion */
 	int client = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 	if (client < 0)
 		_exit(91);
@@ -325,9 +329,18 @@ static bool hang_up(int client, const struct request *r, unsigned seq)
 	return false;
 }
 
-static bool hello_slowly(int client, const struct request *r, unsigned seq)
+/* Signals the client has handled, counted where the fake server (a forked
+ * child) sees them too: a MAP_SHARED page set up in main(). */
+static _Atomic int *interruptions;
+#define INTERRUPTIONS_PER_REPLY 20
+
+/* Every reply withheld until the client, waiting for it, has been interrupted
+ * INTERRUPTIONS_PER_REPLY more times: a count, not a delay. */
+static bool answer_when_interrupted(int client, const struct request *r, unsigned seq)
 {
-	nanosleep(&(struct timespec){ .tv_nsec = 150 * 1000 * 1000 }, NULL);
+	int start = atomic_load(interruptions);
+	while (atomic_load(interruptions) - start < INTERRUPTIONS_PER_REPLY)
+		nanosleep(&(struct timespec){ .tv_nsec = 1000 * 1000 }, NULL);
 	return serve_correctly(client, r, seq);
 }
 
@@ -335,7 +348,7 @@ static bool alloc_without_fd(int client, const struct request *r, unsigned seq)
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	send_packet(client, p.bytes, p.length, 0);
 	return true;
 }
@@ -344,7 +357,7 @@ static bool alloc_two_fds(int client, const struct request *r, unsigned seq)
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	send_packet(client, p.bytes, p.length, 2);
 	return true;
 }
@@ -353,7 +366,7 @@ static bool alloc_many_fds(int client, const struct request *r, unsigned seq)
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	send_packet(client, p.bytes, p.length, 253);	/* SCM_MAX_FD: the most one message carries */
 	return true;
 }
@@ -362,7 +375,7 @@ static bool alloc_wrong_request_id(int client, const struct request *r, unsigned
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	reply_header(&p)->request_id = 0;
 	send_packet(client, p.bytes, p.length, 1);
 	return true;
@@ -372,7 +385,7 @@ static bool alloc_bad_magic(int client, const struct request *r, unsigned seq)
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	reply_header(&p)->magic = 0;
 	send_packet(client, p.bytes, p.length, 1);
 	return true;
@@ -382,7 +395,7 @@ static bool alloc_wrong_version(int client, const struct request *r, unsigned se
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	reply_header(&p)->version = 2;	/* not the negotiated 1 */
 	send_packet(client, p.bytes, p.length, 1);
 	return true;
@@ -401,7 +414,7 @@ static bool alloc_truncated_body(int client, const struct request *r, unsigned s
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	p.length -= 40;
 	reply_header(&p)->payload_length -= 40;
 	send_packet(client, p.bytes, p.length, 1);
@@ -412,7 +425,7 @@ static bool alloc_smaller_than_asked(int client, const struct request *r, unsign
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 1024);	/* the client asks for 4096 */
+	alloc_reply(&p, r, FAKE_PAGE / 4);	/* the client asks for FAKE_PAGE */
 	send_packet(client, p.bytes, p.length, 1);
 	return true;
 }
@@ -421,7 +434,7 @@ static bool alloc_heap_without_nul(int client, const struct request *r, unsigned
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	memset(((struct rstmem_alloc_reply *)reply_body(&p))->heap, 'h', RSTMEM_HEAP_NAME_LEN);
 	send_packet(client, p.bytes, p.length, 1);
 	return true;
@@ -471,7 +484,7 @@ static bool alloc_success_with_message(int client, const struct request *r, unsi
 {
 	MISBEHAVE_ON(1);
 	struct reply p;
-	alloc_reply(&p, r, 4096);
+	alloc_reply(&p, r, FAKE_PAGE);
 	reply_status(&p)->message_length = 4;
 	send_packet(client, p.bytes, p.length, 1);
 	return true;
@@ -627,9 +640,9 @@ static int make_call(struct rstmem_conn *conn, enum call call, struct rstmem_hea
 	int ret;
 	switch (call) {
 	case CALL_ALLOC:
-		ret = rstmem_alloc(conn, "secure-video", 4096, 0, NULL, &buf);
+		ret = rstmem_alloc(conn, "secure-video", FAKE_PAGE, 0, NULL, &buf);
 		if (ret >= 0) {
-			CHECK_EQ(buf.size, 4096);
+			CHECK_EQ(buf.size, FAKE_PAGE);
 			CHECK_EQ(buf.id, 42);
 			CHECK_STR(buf.heap, "fake-heap");
 			CHECK(is_cloexec(buf.fd));
@@ -704,7 +717,7 @@ static void test_no_sigpipe(void)
 	child = start_server(hang_up_after_hello);
 	REQUIRE(rstmem_connect(socket_path, &conn) == 0);
 	struct rstmem_buffer buf;
-	CHECK_EQ(rstmem_alloc(conn, "secure-video", 4096, 0, NULL, &buf), -ECONNRESET);
+	CHECK_EQ(rstmem_alloc(conn, "secure-video", FAKE_PAGE, 0, NULL, &buf), -ECONNRESET);
 	finish_server(child, "hang_up_after_hello");
 	rstmem_disconnect(conn);
 
@@ -720,18 +733,20 @@ static void test_no_sigpipe(void)
 	printf("no SIGPIPE: a request to a closed daemon is EPIPE, then ENOTCONN\n");
 }
 
-static volatile sig_atomic_t interruptions;
 static void on_alarm(int sig)
 {
 	(void)sig;
-	interruptions++;
+	atomic_fetch_add(interruptions, 1);	/* lock-free: async-signal-safe */
 }
 
-/* A signal every millisecond, handled without SA_RESTART, while the daemon
- * takes 150 ms per reply: every call still succeeds. */
+/* A signal every millisecond, handled without SA_RESTART, and the daemon
+ * answers each request only after 20 of them have interrupted the wait for
+ * it: every call still succeeds. */
 static void test_eintr(void)
 {
-	pid_t child = start_server(hello_slowly);
+	_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal handler's counter must be lock-free");
+	atomic_store(interruptions, 0);
+	pid_t child = start_server(answer_when_interrupted);
 	struct sigaction sa = { .sa_handler = on_alarm };	/* no SA_RESTART */
 	sigemptyset(&sa.sa_mask);
 	REQUIRE(sigaction(SIGALRM, &sa, NULL) == 0);
@@ -740,23 +755,26 @@ static void test_eintr(void)
 	struct rstmem_conn *conn;
 	REQUIRE(rstmem_connect(socket_path, &conn) == 0);
 	struct rstmem_buffer buf;
-	int fd = rstmem_alloc(conn, "secure-video", 5000, 0, NULL, &buf);
+	int fd = rstmem_alloc(conn, "secure-video", FAKE_PAGE + 1, 0, NULL, &buf);
 	CHECK(fd >= 0);
-	CHECK_EQ(buf.size, 8192);
+	CHECK_EQ(buf.size, 2 * FAKE_PAGE);
 	CHECK_EQ(rstmem_free(conn, buf.id), 0);
 	struct itimerval off = { 0 };
 	setitimer(ITIMER_REAL, &off, NULL);
 	signal(SIGALRM, SIG_DFL);
 	close(buf.fd);
 	rstmem_disconnect(conn);
-	finish_server(child, "hello_slowly");
-	CHECK(interruptions > 50);
-	printf("EINTR: 3 calls succeeded across %d signals\n", (int)interruptions);
+	finish_server(child, "answer_when_interrupted");
+	CHECK(atomic_load(interruptions) >= 3 * INTERRUPTIONS_PER_REPLY);
+	printf("EINTR: 3 calls succeeded, each reply withheld until %d signals had interrupted the wait (%d in all)\n",
+	       INTERRUPTIONS_PER_REPLY, atomic_load(interruptions));
 }
 
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	interruptions = mmap(NULL, sizeof(*interruptions), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(interruptions != MAP_FAILED);
 	char dir[] = "/tmp/rstmem-fake.XXXXXX";
 	REQUIRE(mkdtemp(dir) != NULL);
 	snprintf(socket_path, sizeof(socket_path), "%s/fake.sock", dir);

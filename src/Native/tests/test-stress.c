@@ -7,6 +7,9 @@
  *  - 8 threads allocating concurrently on one shared connection (the
  *    per-connection lock and request_id matching), then 8 threads on 8
  *    connections; every id distinct, no descriptor left behind.
+ * Sizes are in the daemon's pages (HELLO's page_size) and heap names are the
+ * ones its LIST_HEAPS reports for each use case: nothing here assumes the
+ * daemon's configuration or a 4 KiB page.
  */
 #include "check.h"
 
@@ -22,19 +25,52 @@
 static const char *socket_path;
 
 /* Sizes and targets the cycles rotate through: use cases and heaps, page
- * multiples and not. */
-static const struct {
-	const char *target;
+ * multiples and not. Filled in by learn_shapes(). */
+#define SHAPES 5
+static struct {
+	char target[RSTMEM_HEAP_NAME_LEN];
 	uint64_t size, expected;
-	const char *heap;
-} shapes[] = {
-	{ "secure-video", 65536, 65536, "protected,secure-video" },
-	{ "system", 5000, 8192, "system" },
-	{ "trusted-ui", 4096, 4096, "protected,trusted-ui" },
-	{ "protected,secure-video", 1, 4096, "protected,secure-video" },
-	{ "reserved", 12288, 12288, "reserved" },
-};
-#define SHAPES (sizeof(shapes) / sizeof(shapes[0]))
+	char heap[RSTMEM_HEAP_NAME_LEN];
+} shapes[SHAPES];
+
+static void shape(unsigned i, const char *target, uint64_t size, uint64_t expected, const char *heap)
+{
+	snprintf(shapes[i].target, sizeof(shapes[i].target), "%s", target);
+	shapes[i].size = size;
+	shapes[i].expected = expected;
+	snprintf(shapes[i].heap, sizeof(shapes[i].heap), "%s", heap);
+}
+
+/* The page size and heap names, from the daemon. */
+static void learn_shapes(void)
+{
+	struct rstmem_conn *conn;
+	REQUIRE(rstmem_connect(socket_path, &conn) == 0);
+	struct rstmem_server_info info;
+	REQUIRE(rstmem_get_server_info(conn, &info) == 0);
+	CHECK_EQ(info.page_size, sysconf(_SC_PAGESIZE));
+	const uint64_t page = info.page_size;
+	struct rstmem_heap heaps[16];
+	size_t count;
+	REQUIRE(rstmem_list_heaps(conn, heaps, 16, &count) == 0);
+	const char *svp = NULL, *tui = NULL, *plain = "system";
+	for (size_t i = 0; i < count; i++) {
+		if (strcmp(heaps[i].use_case, "secure-video") == 0)
+			svp = heaps[i].name;
+		else if (strcmp(heaps[i].use_case, "trusted-ui") == 0)
+			tui = heaps[i].name;
+		else if (heaps[i].use_case[0] == '\0' && strcmp(heaps[i].name, "system") != 0)
+			plain = heaps[i].name;	/* the CMA heap, if there is one */
+	}
+	REQUIRE(svp != NULL && tui != NULL);
+	shape(0, "secure-video", 16 * page, 16 * page, svp);
+	shape(1, "system", page + 1, 2 * page, "system");
+	shape(2, "trusted-ui", page, page, tui);
+	shape(3, svp, 1, page, svp);
+	shape(4, plain, 3 * page, 3 * page, plain);
+	rstmem_disconnect(conn);
+	printf("page size %" PRIu64 "; heaps %s, %s, %s\n", page, svp, tui, plain);
+}
 
 /* One cycle; returns the buffer id (0 on failure, already reported). */
 static uint64_t cycle(struct rstmem_conn *conn, unsigned i)
@@ -166,6 +202,7 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	socket_path = getenv("RSTMEMD_SOCKET");
 	REQUIRE(socket_path != NULL);
+	learn_shapes();
 	test_cycles();
 	test_threads(true);
 	test_threads(false);

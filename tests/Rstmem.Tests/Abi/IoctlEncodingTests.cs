@@ -3,7 +3,12 @@ using Rstmem.Interop.Uapi;
 
 namespace Rstmem.Tests.Abi;
 
-/// <summary>Request numbers against the literals in shared/reference/abi.md (literals belong only in tests).</summary>
+/// <summary>
+/// Request numbers against literals: the values the _IOR/_IOW/_IOWR macros of
+/// include/uapi/linux/tee.h, dma-heap.h and dma-buf.h give on x86-64, arm64 and
+/// armhf (and src/Interop/include/rstmem-uapi-ext.h for the unreleased ones).
+/// Literals belong only in tests.
+/// </summary>
 public sealed class IoctlEncodingTests
 {
     public static TheoryData<string, uint> KnownValues => new()

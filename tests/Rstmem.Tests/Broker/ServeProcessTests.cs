@@ -1,94 +1,183 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using Rstmem.Daemon.Client;
+using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
 using Rstmem.Interop.Uapi;
 using Rstmem.Tests.Support;
 
 namespace Rstmem.Tests.Broker;
 
-/// <summary><c>rstmemd serve</c> as a process: systemd notification, signals, logging format, socket handling, configuration errors.</summary>
+/// <summary>
+/// <c>rstmemd serve</c> as a process: systemd notification, signals, logging format, socket handling, configuration errors.
+/// Every daemon here reads this class's own configuration file (never /etc/rstmemd/rstmemd.json, never RSTMEMD_*
+/// variables of the environment the tests run in), and the tests assert the numbers that file states.
+/// </summary>
 public sealed class ServeProcessTests : IDisposable
 {
+    private const long SecureVideoBytes = 8L << 20;
+    private const long SystemHeapBytes = 64L << 20;
+
+    /// <summary>
+    /// A mainline model with one use case and the system heap: no CMA heap, the
+    /// other use cases disabled. Sizes are MiB multiples: whole pages on 4, 16
+    /// and 64 KiB page kernels.
+    /// </summary>
+    private static readonly string Configuration = $$"""
+        {
+          "Backend": "model",
+          "Model": {
+            "Generation": "mainline",
+            "SystemHeapSize": "{{ByteSize.Format(SystemHeapBytes)}}",
+            "CmaHeapName": "reserved",
+            "CmaHeapSize": "0",
+            "TeeShmPool": true,
+            "UseCases": {
+              "secure-video": { "Enabled": true, "Kind": "static", "Size": "{{ByteSize.Format(SecureVideoBytes)}}" },
+              "trusted-ui": { "Enabled": false },
+              "secure-video-record": { "Enabled": false }
+            }
+          },
+          "Limits": { "MaxBuffersPerUser": 4096, "MaxBytesPerUser": "1GiB", "MaxConnectionsPerUser": 64 }
+        }
+        """;
+
+    /// <summary>The heaps <see cref="Configuration"/> gives, with their sizes.</summary>
+    private static readonly (string Name, ulong TotalBytes)[] Heaps =
+        [("protected,secure-video", (ulong)SecureVideoBytes), ("system", (ulong)SystemHeapBytes)];
+
     private readonly string directory = Directory.CreateTempSubdirectory("rstmemd-serve-").FullName;
+
+    public ServeProcessTests()
+    {
+        File.WriteAllText(ConfigPath, Configuration);
+    }
 
     private string SocketPath => Path.Combine(directory, "rstmemd.sock");
 
+    private string ConfigPath => Path.Combine(directory, "rstmemd.json");
+
+    private static long Page => BrokerFixture.Page;
+
     public void Dispose() => Directory.Delete(directory, recursive: true);
 
-    private static Process Start(IEnumerable<string> arguments, IDictionary<string, string>? environment = null)
+    /// <summary><c>serve</c> on this test's socket and configuration, then <paramref name="more"/>.</summary>
+    private string[] Serve(params string[] more) => ["serve", "--config", ConfigPath, "--socket", SocketPath, .. more];
+
+    private static ProcessStartInfo Info(string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment)
     {
-        var info = new ProcessStartInfo(ProcessRunner.DotnetHost)
+        var info = new ProcessStartInfo(fileName)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(RepoPaths.RstmemdDll);
         foreach (string argument in arguments)
         {
             info.ArgumentList.Add(argument);
         }
-        info.Environment.Remove("JOURNAL_STREAM");
-        info.Environment.Remove("NOTIFY_SOCKET");
+        // Only what a test sets: not the environment the tests happen to run in.
+        foreach (string key in info.Environment.Keys.Where(k => k.StartsWith("RSTMEMD_", StringComparison.Ordinal) || k is "JOURNAL_STREAM" or "NOTIFY_SOCKET" or "LISTEN_FDS" or "LISTEN_PID").ToList())
+        {
+            info.Environment.Remove(key);
+        }
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
             info.Environment[key] = value;
         }
-        return Process.Start(info)!;
+        return info;
+    }
+
+    private static Process Start(IEnumerable<string> arguments, IDictionary<string, string>? environment = null) =>
+        Process.Start(Info(ProcessRunner.DotnetHost, [RepoPaths.RstmemdDll, .. arguments], environment))!;
+
+    /// <summary>Runs rstmemd to its exit (a daemon that does not start), giving up after <see cref="GiveUp.After"/>.</summary>
+    private static ProcessResult RunToExit(IEnumerable<string> arguments)
+    {
+        using Process process = Start(arguments);
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(GiveUp.Milliseconds))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"rstmemd {string.Join(' ', arguments)} still running after {GiveUp.After.TotalSeconds} s (the give-up bound); it was expected to exit");
+        }
+        process.WaitForExit();
+        return new ProcessResult(process.ExitCode, stdout.Result, stderr.Result);
     }
 
     private static RstmemClient ConnectWhenReady(string path, Process daemon)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
+        var giveUp = Stopwatch.StartNew();
         while (true)
         {
             try
             {
                 return RstmemClient.Connect(path);
             }
-            catch (RstmemException) when (DateTime.UtcNow < deadline && !daemon.HasExited)
+            catch (RstmemException) when (giveUp.Elapsed < GiveUp.After && !daemon.HasExited)
             {
                 Thread.Sleep(50);
             }
         }
     }
 
+    private static void Stop(Process daemon)
+    {
+        if (!daemon.HasExited)
+        {
+            daemon.Kill();
+        }
+        daemon.WaitForExit();
+    }
+
     [Fact]
-    public async Task Notifies_systemd_logs_with_priorities_and_exits_0_within_2_seconds_of_SIGTERM()
+    public async Task Notifies_systemd_logs_with_priorities_and_on_SIGTERM_exits_0_without_waiting_for_its_clients()
     {
         string notifyPath = Path.Combine(directory, "notify.sock");
         Assert.Equal(Errno.None, Interop.Sys.TrySocket(Sockets.AF_UNIX, Sockets.SOCK_DGRAM, 0, out SafeFd notify));
         using (notify)
         {
             Assert.Equal(Errno.None, Interop.Sys.TryBindUnix(notify, notifyPath));
-            using Process daemon = Start(["serve", "--backend", "model", "--socket", SocketPath],
-                new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath, ["JOURNAL_STREAM"] = "8:12345" });
-            Task<string> stderr = daemon.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
-
-            string ready = ReadDatagram(notify, 30_000);
-            Assert.Contains("READY=1", ready, StringComparison.Ordinal);
-            Assert.Matches(@"STATUS=the reference kernel model, 5 heap\(s\), listening on .*rstmemd\.sock", ready);
-            using (RstmemClient client = RstmemClient.Connect(SocketPath))
+            using Process daemon = Start(Serve(), new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath, ["JOURNAL_STREAM"] = "8:12345" });
+            try
             {
-                Assert.Equal(5, client.ListHeaps().Count);
-                using AllocatedBuffer buffer = client.Allocate("secure-video", 4096);
+                Task<string> stderr = daemon.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+
+                string ready = ReadDatagram(notify, GiveUp.Milliseconds);
+                Assert.Contains("READY=1", ready, StringComparison.Ordinal);
+                Assert.Contains($"STATUS=the reference kernel model, {Heaps.Length} heap(s), listening on {SocketPath}", ready, StringComparison.Ordinal);
+                using (RstmemClient client = RstmemClient.Connect(SocketPath))
+                {
+                    Assert.Equal(Heaps, client.ListHeaps().Select(h => (h.Name, h.TotalBytes)).OrderBy(h => h.Name, StringComparer.Ordinal));
+                    using AllocatedBuffer buffer = client.Allocate("secure-video", Page);
+                }
+
+                // At SIGTERM one client is connected and idle, and another has its socket full of
+                // replies with one more held by the daemon. Neither reads nor closes: the daemon
+                // must exit anyway.
+                using var idle = new RawClient(SocketPath);
+                using StalledClient stalled = StalledClient.Establish(SocketPath, id => RawClient.Packet(RstmemProtocol.RSTMEM_OP_STATS, id, []));
+                Assert.Equal(0, ProcessRunner.Run("kill", ["-TERM", daemon.Id.ToString(CultureInfo.InvariantCulture)]).ExitCode);
+                Assert.True(daemon.WaitForExit(GiveUp.Milliseconds), $"rstmemd still running {GiveUp.After.TotalSeconds} s after SIGTERM (the give-up bound), with an idle and a stalled client connected");
+                daemon.WaitForExit();
+                Assert.Equal(0, daemon.ExitCode);
+                Assert.True(idle.IsClosedByPeer(), "the idle client's connection was closed by the daemon's exit");
+                Assert.Contains("STOPPING=1", ReadDatagram(notify, 0), StringComparison.Ordinal); // sent before the exit
+                Assert.False(File.Exists(SocketPath));
+
+                string[] lines = (await stderr).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                Assert.All(lines, line => Assert.Matches(@"^<[0-7]>", line));
+                Assert.Contains(lines, l => l.StartsWith("<6>rstmemd ready", StringComparison.Ordinal));
+                Assert.Contains(lines, l => l.StartsWith("<6>handed buffer 1 'svp:", StringComparison.Ordinal) && l.Contains("uid ", StringComparison.Ordinal));
+                // The journal stamps lines itself: no date or time of day in them.
+                Assert.All(lines, line => Assert.DoesNotMatch(@"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}", line));
             }
-
-            var clock = Stopwatch.StartNew();
-            Assert.Equal(0, ProcessRunner.Run("kill", ["-TERM", daemon.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]).ExitCode);
-            Assert.True(daemon.WaitForExit(5000), "the daemon exits after SIGTERM");
-            clock.Stop();
-            Assert.Equal(0, daemon.ExitCode);
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"exit took {clock.Elapsed}");
-            Assert.Contains("STOPPING=1", ReadDatagram(notify, 1000), StringComparison.Ordinal);
-            Assert.False(File.Exists(SocketPath));
-
-            string[] lines = (await stderr).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.All(lines, line => Assert.Matches(@"^<[0-7]>", line));
-            Assert.Contains(lines, l => l.StartsWith("<6>rstmemd ready", StringComparison.Ordinal));
-            Assert.Contains(lines, l => l.StartsWith("<6>handed buffer 1 'svp:", StringComparison.Ordinal) && l.Contains("uid ", StringComparison.Ordinal));
-            Assert.DoesNotContain(lines, l => l.Contains(DateTime.UtcNow.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            finally
+            {
+                Stop(daemon);
+            }
         }
     }
 
@@ -111,32 +200,40 @@ public sealed class ServeProcessTests : IDisposable
         stale.Dispose();
         Assert.True(File.Exists(SocketPath));
 
-        using Process first = Start(["serve", "--backend", "model", "--socket", SocketPath]);
-        using (RstmemClient client = ConnectWhenReady(SocketPath, first))
+        using Process first = Start(Serve());
+        try
         {
-            Assert.Equal(1, client.Server.Version);
+            using (RstmemClient client = ConnectWhenReady(SocketPath, first))
+            {
+                Assert.Equal(1, client.Server.Version);
+            }
+            ProcessResult second = RunToExit(Serve());
+            Assert.Equal(1, second.ExitCode);
+            Assert.Contains($"another rstmemd is already serving on {SocketPath} (pid {first.Id})", second.Stderr, StringComparison.Ordinal);
         }
-        ProcessResult second = ProcessRunner.Run(ProcessRunner.DotnetHost, [RepoPaths.RstmemdDll, "serve", "--backend", "model", "--socket", SocketPath]);
-        Assert.Equal(1, second.ExitCode);
-        Assert.Contains($"another rstmemd is already serving on {SocketPath} (pid {first.Id})", second.Stderr, StringComparison.Ordinal);
-
-        first.Kill(); // SIGKILL: leaves the socket file behind, stale
-        first.WaitForExit();
-        using Process third = Start(["serve", "--backend", "model", "--socket", SocketPath]);
-        using (ConnectWhenReady(SocketPath, third))
+        finally
         {
+            Stop(first); // SIGKILL: leaves the socket file behind, stale
         }
-        third.Kill();
-        third.WaitForExit();
+        using Process third = Start(Serve());
+        try
+        {
+            using RstmemClient client = ConnectWhenReady(SocketPath, third);
+            Assert.Equal(Heaps.Length, client.ListHeaps().Count);
+        }
+        finally
+        {
+            Stop(third);
+        }
     }
 
     [Fact]
     public void A_path_that_is_not_a_socket_is_never_replaced()
     {
         File.WriteAllText(SocketPath, "precious");
-        ProcessResult result = ProcessRunner.Run(ProcessRunner.DotnetHost, [RepoPaths.RstmemdDll, "serve", "--backend", "model", "--socket", SocketPath]);
+        ProcessResult result = RunToExit(Serve());
         Assert.Equal(1, result.ExitCode);
-        Assert.Contains("exists and is not a socket", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"{SocketPath} exists and is not a socket", result.Stderr, StringComparison.Ordinal);
         Assert.Equal("precious", File.ReadAllText(SocketPath));
     }
 
@@ -151,19 +248,16 @@ public sealed class ServeProcessTests : IDisposable
         { [], """{"Model": {"CmaHeapSize": "5000"}}""", "Model:CmaHeapSize: '5000' (5000 bytes) is not a whole number of pages" },
     };
 
+    /// <param name="json">The configuration file; empty for this class's valid one.</param>
     [Theory]
     [MemberData(nameof(BadConfigurations))]
     public void Invalid_configuration_stops_startup_naming_key_value_and_expectation(string[] arguments, string json, string expected)
     {
-        var args = new List<string> { "serve", "--socket", SocketPath };
         if (json.Length > 0)
         {
-            string config = Path.Combine(directory, "rstmemd.json");
-            File.WriteAllText(config, json);
-            args.AddRange(["--config", config]);
+            File.WriteAllText(ConfigPath, json);
         }
-        args.AddRange(arguments);
-        ProcessResult result = ProcessRunner.Run(ProcessRunner.DotnetHost, [RepoPaths.RstmemdDll, .. args]);
+        ProcessResult result = RunToExit(Serve(arguments));
         Assert.Equal(1, result.ExitCode);
         Assert.Contains(expected, result.Stderr, StringComparison.Ordinal);
         Assert.False(File.Exists(SocketPath));
@@ -172,34 +266,40 @@ public sealed class ServeProcessTests : IDisposable
     [Fact]
     public void Environment_variables_override_the_file()
     {
-        string config = Path.Combine(directory, "rstmemd.json");
-        File.WriteAllText(config, """{"Backend": "model", "Model": {"Generation": "v6"}}""");
-        using Process daemon = Start(["serve", "--config", config, "--socket", SocketPath], new Dictionary<string, string> { ["RSTMEMD_MODEL__GENERATION"] = "v4" });
-        using (RstmemClient client = ConnectWhenReady(SocketPath, daemon))
+        File.WriteAllText(ConfigPath, """{"Backend": "model", "Model": {"Generation": "v6"}}""");
+        using Process daemon = Start(Serve(), new Dictionary<string, string> { ["RSTMEMD_MODEL__GENERATION"] = "v4" });
+        try
         {
-            Assert.Equal(Daemon.Protocol.RstmemProtocol.RSTMEM_GENERATION_V4, client.Server.Generation);
+            using RstmemClient client = ConnectWhenReady(SocketPath, daemon);
+            Assert.Equal(RstmemProtocol.RSTMEM_GENERATION_V4, client.Server.Generation);
         }
-        daemon.Kill();
-        daemon.WaitForExit();
+        finally
+        {
+            Stop(daemon);
+        }
     }
 
     [Fact]
     public void Socket_activation_serves_on_the_socket_systemd_passed()
     {
         // systemd-socket-activate binds the socket, sets LISTEN_FDS/LISTEN_PID and execs the daemon.
-        var info = new ProcessStartInfo("systemd-socket-activate") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (string argument in new[] { "--seqpacket", "-l", SocketPath, ProcessRunner.DotnetHost, RepoPaths.RstmemdDll, "serve", "--backend", "model" })
+        using Process activated = Process.Start(Info("systemd-socket-activate",
+            ["--seqpacket", "-l", SocketPath, ProcessRunner.DotnetHost, RepoPaths.RstmemdDll, "serve", "--config", ConfigPath], null))!;
+        try
         {
-            info.ArgumentList.Add(argument);
+            using (RstmemClient client = ConnectWhenReady(SocketPath, activated))
+            {
+                using AllocatedBuffer buffer = client.Allocate("system", Page + 1, AllocTarget.Heap);
+                Assert.Equal(2 * Page, buffer.Size);
+            }
+            Assert.Equal(0, ProcessRunner.Run("kill", ["-TERM", activated.Id.ToString(CultureInfo.InvariantCulture)]).ExitCode);
+            Assert.True(activated.WaitForExit(GiveUp.Milliseconds), $"still running {GiveUp.After.TotalSeconds} s after SIGTERM (the give-up bound)");
+            activated.WaitForExit();
+            Assert.Equal(0, activated.ExitCode);
         }
-        using Process activated = Process.Start(info)!;
-        using (RstmemClient client = ConnectWhenReady(SocketPath, activated))
+        finally
         {
-            using AllocatedBuffer buffer = client.Allocate("system", 5000, AllocTarget.Heap);
-            Assert.Equal(8192, buffer.Size);
+            Stop(activated);
         }
-        Assert.Equal(0, ProcessRunner.Run("kill", ["-TERM", activated.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]).ExitCode);
-        Assert.True(activated.WaitForExit(5000));
-        Assert.Equal(0, activated.ExitCode);
     }
 }

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Rstmem.Daemon.Cli;
 using Rstmem.Tests.Support;
 
@@ -5,6 +6,9 @@ namespace Rstmem.Tests.Cli;
 
 public sealed class CliTests
 {
+    /// <summary>Every command rstmemd has, as this test states them.</summary>
+    private static readonly string[] Commands = ["serve", "heaps", "alloc", "stats", "abi", "conformance"];
+
     private static (int Exit, string Stdout, string Stderr) Run(params string[] args) => CliRun.Run(args);
 
     [Theory]
@@ -39,11 +43,43 @@ public sealed class CliTests
         Assert.Matches(@"(?m)^dma_heap_allocation_data\s+24\s+len@0 fd@8 fd_flags@12 heap_flags@16$", stdout);
     }
 
+    /// <remarks>
+    /// Help is read from the real program: in-process, System.CommandLine names the
+    /// program after the executable that hosts it (the test runner).
+    /// </remarks>
     [Fact]
-    public void Help_exits_0()
+    public void Help_shows_the_usage_and_describes_every_command_the_usage_line_names()
     {
-        var (exit, stdout, _) = Run("--help");
+        var (exit, stdout, stderr) = ProcessRunner.Rstmemd("--help");
+
         Assert.Equal(0, exit);
-        Assert.Contains("abi", stdout, StringComparison.Ordinal);
+        Assert.Equal("", stderr);
+        Assert.Matches(@"(?m)^Usage:\n  rstmemd \[command\] \[options\]$", stdout);
+        // The Commands section: one line per command, its name and a description.
+        Match section = Regex.Match(stdout, @"(?ms)^Commands:\n(.*?)(?:\n\n|\z)");
+        Assert.True(section.Success, $"no Commands section in:\n{stdout}");
+        string[] entries = section.Groups[1].Value.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.All(entries, entry => Assert.Matches(@"^  [a-z]+\s{2,}\S", entry));
+        Assert.Equal(Commands.Order(StringComparer.Ordinal), entries.Select(e => e.TrimStart().Split(' ')[0]).Order(StringComparer.Ordinal));
+
+        // The one-line usage printed after a usage error names the same commands.
+        var (_, _, usageError) = Run("frobnicate");
+        Match named = Regex.Match(usageError, @"commands: ([a-z, ]+?)\s{2,}");
+        Assert.True(named.Success, usageError);
+        Assert.Equal(Commands, named.Groups[1].Value.Split(", "));
+    }
+
+    public static TheoryData<string> CommandNames => new(Commands);
+
+    [Theory]
+    [MemberData(nameof(CommandNames))]
+    public void Each_command_has_help_with_its_usage(string command)
+    {
+        var (exit, stdout, stderr) = ProcessRunner.Rstmemd(command, "--help");
+
+        Assert.Equal(0, exit);
+        Assert.Equal("", stderr);
+        Assert.Matches($@"(?m)^Usage:\n  rstmemd {command} \[options\]$", stdout);
+        Assert.Matches(@"(?m)^  -\?, -h, --help\s{2,}\S", stdout);
     }
 }

@@ -9,7 +9,8 @@ namespace Rstmem.Tests.Support;
 /// <summary>Shortcuts for driving a kernel surface in tests.</summary>
 internal static class ModelKit
 {
-    public const long Page = 4096;
+    /// <summary>The machine's page size, which the model allocates in (src/Interop/Kernel/Page.cs).</summary>
+    public static long Page => (long)Interop.Kernel.Page.Size;
 
     public static ModelKernel Model(string generation, Action<ModelOptions>? configure = null)
     {

@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
 using Rstmem.Interop;
 using Rstmem.Interop.Uapi;
+using Rstmem.Tests.Support;
 
 namespace Rstmem.Tests.Sys;
 
@@ -53,19 +55,20 @@ public sealed class SyscallTests
         Assert.Equal(Errno.None, Sys.TryMemfdCreate("rstmemd-sealed", Memfd.MFD_ALLOW_SEALING, out SafeFd memfd));
         using (memfd)
         {
-            Assert.Equal(Errno.None, Sys.TryFTruncate(memfd, 8192));
+            long length = 2 * (long)Interop.Kernel.Page.Size;
+            Assert.Equal(Errno.None, Sys.TryFTruncate(memfd, length));
             int seals = Fcntl.F_SEAL_SHRINK | Fcntl.F_SEAL_GROW | Fcntl.F_SEAL_WRITE | Fcntl.F_SEAL_SEAL;
             Assert.Equal(Errno.None, Sys.TryFcntl(memfd, Fcntl.F_ADD_SEALS, seals, out _));
             Assert.Equal(Errno.None, Sys.TryFcntl(memfd, Fcntl.F_GET_SEALS, 0, out int present));
             Assert.Equal(seals, present);
 
             Assert.Equal(Errno.None, Sys.TryLSeek(memfd, 0, Fcntl.SEEK_END, out long size));
-            Assert.Equal(8192, size);
+            Assert.Equal(length, size);
             Assert.Equal(Errno.EPERM, Sys.TryWrite(memfd, "x"u8, out _));
-            Assert.Equal(Errno.EPERM, Sys.TryFTruncate(memfd, 4096));
-            Assert.Equal(Errno.EPERM, Sys.TryMmap(memfd, 8192, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, 0, out _));
-            Assert.Equal(Errno.None, Sys.TryMmap(memfd, 8192, Mman.PROT_READ, Mman.MAP_SHARED, 0, out nint mapped));
-            Assert.Equal(Errno.None, Sys.TryMunmap(mapped, 8192));
+            Assert.Equal(Errno.EPERM, Sys.TryFTruncate(memfd, length / 2));
+            Assert.Equal(Errno.EPERM, Sys.TryMmap(memfd, (nuint)length, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, 0, out _));
+            Assert.Equal(Errno.None, Sys.TryMmap(memfd, (nuint)length, Mman.PROT_READ, Mman.MAP_SHARED, 0, out nint mapped));
+            Assert.Equal(Errno.None, Sys.TryMunmap(mapped, (nuint)length));
         }
     }
 
@@ -190,11 +193,59 @@ public sealed class SyscallTests
                         Assert.Equal(Sys.GetEffectiveUserId(), peer.uid);
                         Assert.Equal(Sys.GetEffectiveGroupId(), peer.gid);
                         Assert.Equal(Errno.None, Sys.TryGetPeerGroups(connection, out uint[] groups));
-                        Assert.NotNull(groups);
+                        Assert.Equal(SupplementaryGroups(), groups.Order());
                     }
                 }
                 Assert.Equal(Errno.None, Sys.TryUnlink(path));
                 Assert.Equal(Errno.ENOENT, Sys.TryUnlink(path));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_peer_groups_are_the_supplementary_groups_of_the_connecting_process()
+    {
+        Assert.SkipUnless(Sys.GetEffectiveUserId() == 0, "giving a client process supplementary groups (setpriv --groups) needs root");
+        uint[] expected = [1234, 5678];
+        string dir = Directory.CreateTempSubdirectory("rstmemd-sock-").FullName;
+        string path = Path.Combine(dir, "groups.sock");
+        try
+        {
+            Assert.Equal(Errno.None, Sys.TrySocket(Sockets.AF_UNIX, Sockets.SOCK_SEQPACKET, 0, out SafeFd listener));
+            using (listener)
+            {
+                Assert.Equal(Errno.None, Sys.TryBindUnix(listener, path));
+                Assert.Equal(Errno.None, Sys.TryListen(listener, 4));
+                // The client connects and waits until this side closes.
+                using Process client = Process.Start(new ProcessStartInfo("setpriv",
+                    ["--groups", string.Join(',', expected), "--", "python3", "-c",
+                     "import socket, sys; s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect(sys.argv[1]); s.recv(1)", path]))!;
+                try
+                {
+                    Span<pollfd> fds = [new pollfd { fd = listener.DangerousFd, events = Poll.POLLIN }];
+                    Assert.Equal(Errno.None, Sys.TryPoll(fds, GiveUp.Milliseconds, out int ready));
+                    Assert.True(ready == 1, $"no connection within {GiveUp.After.TotalSeconds} s (the give-up bound)");
+                    Assert.Equal(Errno.None, Sys.TryAccept(listener, 0, out SafeFd connection));
+                    using (connection)
+                    {
+                        Assert.Equal(Errno.None, Sys.TryGetPeerCredentials(connection, out ucred peer));
+                        Assert.Equal(client.Id, peer.pid); // setpriv execs the client
+                        Assert.Equal(Errno.None, Sys.TryGetPeerGroups(connection, out uint[] groups));
+                        Assert.Equal(expected, groups.Order());
+                    }
+                    Assert.True(client.WaitForExit(GiveUp.Milliseconds), "the client did not exit once the connection closed");
+                }
+                finally
+                {
+                    if (!client.HasExited)
+                    {
+                        client.Kill();
+                    }
+                }
             }
         }
         finally
@@ -225,15 +276,26 @@ public sealed class SyscallTests
             Assert.Equal(Errno.None, Sys.TryInotifyAddWatch(inotify, $"/proc/self/fd/{memfd.DangerousFd}", Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE, out int watch));
             Assert.Equal(Errno.None, Sys.TryDuplicate(memfd, out SafeFd copy));
 
+            // The last close queues its events before close(2) returns (__fput runs as task
+            // work on the way back to user space: fs/file_table.c, fput), so "not yet" is
+            // asked without waiting, and "now" needs no wait either; the bound only ends a hang.
             memfd.Dispose();
-            Assert.Empty(WaitForEvents(inotify, 200));
+            Assert.Empty(WaitForEvents(inotify, 0));
 
             copy.Dispose();
-            List<inotify_event> events = WaitForEvents(inotify, 5000);
+            List<inotify_event> events = WaitForEvents(inotify, GiveUp.Milliseconds);
             Assert.NotEmpty(events);
             Assert.All(events, e => Assert.Equal(watch, e.wd));
             Assert.Contains(events, e => (e.mask & (Inotify.IN_CLOSE | Inotify.IN_IGNORED)) != 0);
         }
+    }
+
+    /// <summary>This process's supplementary groups, as /proc/self/status lists them (fs/proc/array.c, task_state).</summary>
+    private static IEnumerable<uint> SupplementaryGroups()
+    {
+        string line = File.ReadLines("/proc/self/status").Single(l => l.StartsWith("Groups:", StringComparison.Ordinal));
+        return line["Groups:".Length..].Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries)
+            .Select(g => uint.Parse(g, System.Globalization.CultureInfo.InvariantCulture)).Order();
     }
 
     private static List<inotify_event> WaitForEvents(SafeFd inotify, int timeoutMilliseconds)
