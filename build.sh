@@ -4,7 +4,8 @@
 #   ./build.sh            restore and build everything (C# and C, natively and for arm64)
 #   ./build.sh test       build, then run every test: xunit, the model's conformance
 #                         suite (v4, v6, mainline), ctest (x86_64 and arm64 under
-#                         qemu-user) and the real kernels under qemu (tests/kernel);
+#                         qemu-user), the NativeAOT binaries and Debian packages
+#                         (packaging/tests) and the real kernels under qemu (tests/kernel);
 #                         counts only their result files (build/test-results,
 #                         build/conformance, build/realkernel) and ends with the line
 #                         "N passed, N failed, N skipped"; exits non-zero when a test
@@ -104,6 +105,25 @@ run_real_kernels() {
   record_results "real-kernel conformance (mainline)" 0 tap "$REALKERNEL_RESULTS/real-mainline.tap"
 }
 
+run_packaging_tests() {
+  # The board product: NativeAOT binaries for x64 and arm64 (run for real, the
+  # arm64 one under qemu-aarch64-static), then the Debian packages: lintian,
+  # the unit's security rating, their contents, and an install booted under
+  # systemd-nspawn (packaging/README.md).
+  local status=0
+  log "publish: NativeAOT rstmemd for linux-x64 and linux-arm64 (packaging/publish.sh)"
+  "$ROOT/packaging/publish.sh" || status=$?
+  [ "$status" -eq 0 ] || record_results "publish (NativeAOT)" "$status" tap "$TEST_RESULTS/publish-failed.tap"
+  stage "NativeAOT binaries (packaging/tests/aot-smoke.sh)" tap "$TEST_RESULTS/aot-smoke.tap" \
+    bash -c '"$0" > "$1"; status=$?; cat "$1"; exit $status' "$ROOT/packaging/tests/aot-smoke.sh" "$TEST_RESULTS/aot-smoke.tap"
+  status=0
+  log "Debian packages (packaging/package.sh)"
+  PACKAGING_TAP_DIR=$TEST_RESULTS/packaging "$ROOT/packaging/package.sh" || status=$?
+  record_results "packages: unit security" "$status" tap "$TEST_RESULTS/packaging/unit-security.tap"
+  record_results "packages: contents" "$status" tap "$TEST_RESULTS/packaging/package-contents.tap"
+  record_results "packages: installed and booted" "$status" tap "$TEST_RESULTS/packaging/install-boot.tap"
+}
+
 run_tests() {
   make_temp_file RESULTS_MANIFEST results-manifest
   # Results of an earlier run must not be counted as this one's.
@@ -126,6 +146,8 @@ run_tests() {
     ctest --test-dir "$NATIVE_BUILD_DIR" --output-on-failure --output-junit "$TEST_RESULTS/ctest-x86_64.xml"
   stage "ctest (arm64 under qemu-aarch64-static)" junit "$TEST_RESULTS/ctest-aarch64.xml" \
     ctest --test-dir "$NATIVE_AARCH64_BUILD_DIR" --output-on-failure --output-junit "$TEST_RESULTS/ctest-aarch64.xml"
+
+  run_packaging_tests
 
   run_real_kernels
 

@@ -279,13 +279,24 @@ lint=(lintian --fail-on error,warning "${debs[@]}")
 "${lint[@]}" || die "lintian found errors or warnings (above)"
 
 log "tests: packaging/tests/unit-security.sh, package-contents.sh, install-boot.sh"
+# With PACKAGING_TAP_DIR set (./build.sh test), each test's TAP is also kept there as NAME.tap.
+packaging_test() { # NAME ARGS...
+  local name=$1
+  shift
+  if [ -n "${PACKAGING_TAP_DIR:-}" ]; then
+    mkdir -p "$PACKAGING_TAP_DIR"
+    "$PACKAGING/tests/$name.sh" "$@" | tee "$PACKAGING_TAP_DIR/$name.tap"
+    return "${PIPESTATUS[0]}"
+  fi
+  "$PACKAGING/tests/$name.sh" "$@"
+}
 status=0
-"$PACKAGING/tests/unit-security.sh" || status=1
-"$PACKAGING/tests/package-contents.sh" "${debs[@]}" || status=1
+packaging_test unit-security || status=1
+packaging_test package-contents "${debs[@]}" || status=1
 # Installed and booted: the build machine's architecture only (nspawn runs it natively).
 build_arch=$(dpkg --print-architecture)
 if [[ " ${ARCHES[*]} " == *" $build_arch "* ]]; then
-  "$PACKAGING/tests/install-boot.sh" "$DIST"/{rstmemd,librstmem1,librstmem-dev}_"${VERSION}_$build_arch.deb" || status=1
+  packaging_test install-boot "$DIST"/{rstmemd,librstmem1,librstmem-dev}_"${VERSION}_$build_arch.deb" || status=1
 fi
 [ $status -eq 0 ] || die "a packaging test failed (above)"
 ls -l "${debs[@]}"
