@@ -7,7 +7,9 @@ Measures, for the NativeAOT build (dist/linux-x64/rstmemd by default) or the
 JIT build (--jit: dotnet src/RstmemDaemon/bin/Release/net10.0/rstmemd.dll):
 
   ready   time from exec to READY=1 on NOTIFY_SOCKET (a datagram socket this
-          script binds), over --runs starts: min, median, max;
+          script binds), over --runs starts: min, median, max; and the CPU
+          time the daemon's threads had used by then (/proc/PID/task/*/schedstat),
+          which a busy machine does not inflate;
   idle    the daemon's VmRSS once ready, with no client;
   held    its VmRSS while one client holds --buffers live 4 KiB buffers of the
           model's system heap (limits raised in a generated configuration),
@@ -38,6 +40,18 @@ import doc_client  # noqa: E402
 
 AOT = os.path.join(ROOT, "dist", "linux-x64", "rstmemd")
 JIT_DLL = os.path.join(ROOT, "src", "RstmemDaemon", "bin", "Release", "net10.0", "rstmemd.dll")
+
+
+def cpu_ms(pid):
+    """CPU time used so far by every live thread of pid (schedstat: nanoseconds on a CPU)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            pass
+    return total / 1e6
 
 
 def vm_status(pid):
@@ -80,6 +94,7 @@ class Daemon:
                 raise SystemExit(f"footprint: no READY=1 within 60 s; log:\n{open(self.log_path).read()}")
             if "READY=1" in message.split("\n"):
                 self.ready_ms = (time.monotonic_ns() - started) / 1e6
+                self.ready_cpu_ms = cpu_ms(self.pid)
                 break
 
     def stop(self):
@@ -122,9 +137,11 @@ def main():
                        "Limits": {"MaxBuffersPerUser": args.buffers + 100, "MaxBytesPerUser": "1GiB"}}, f)
 
         ready = []
+        ready_cpu = []
         for _ in range(args.runs):
             daemon = Daemon(command, config, work)
             ready.append(daemon.ready_ms)
+            ready_cpu.append(daemon.ready_cpu_ms)
             status = daemon.stop()
             if status != 0:
                 raise SystemExit(f"footprint: the daemon exited {status}; log:\n{open(daemon.log_path).read()}")
@@ -163,11 +180,13 @@ def main():
     print(f"rstmemd footprint, {which}, reference model, {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f}")
     print(f"exec to READY=1 over {args.runs} starts: min {min(ready):.1f} ms, median {statistics.median(ready):.1f} ms, max {max(ready):.1f} ms")
+    print(f"CPU time used by READY=1: min {min(ready_cpu):.1f} ms, median {statistics.median(ready_cpu):.1f} ms")
     print(f"idle RSS: {idle['VmRSS'] / 1024:.1f} MiB (anon {idle['RssAnon'] / 1024:.1f}, file {idle['RssFile'] / 1024:.1f}), {idle['Threads']} threads")
     print(f"RSS with {args.buffers:,} live buffers held by a client: {held['VmRSS'] / 1024:.1f} MiB, "
           f"+{(held['VmRSS'] - idle['VmRSS']) / 1024:.1f} MiB over idle ({(held['VmRSS'] - idle['VmRSS']) * 1024 / args.buffers:.0f} bytes per buffer)")
     print(f"RSS after every buffer was released: {after['VmRSS'] / 1024:.1f} MiB (peak VmHWM {after['VmHWM'] / 1024:.1f} MiB)")
     print(json.dumps({"ready_ms": {"min": min(ready), "median": statistics.median(ready), "max": max(ready)},
+                      "ready_cpu_ms": {"min": min(ready_cpu), "median": statistics.median(ready_cpu)},
                       "idle_kib": idle, "held_kib": held, "after_kib": after, "buffers": args.buffers}))
 
 

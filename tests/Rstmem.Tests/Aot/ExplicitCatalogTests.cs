@@ -1,3 +1,4 @@
+using Rstmem.Interop;
 using Rstmem.Interop.Abi;
 using Rstmem.Interop.Uapi;
 using Rstmem.Tests.Abi;
@@ -23,8 +24,10 @@ public sealed unsafe class ExplicitCatalogTests
         List<string> differences = Compare(Declared, Reflected);
 
         Assert.True(differences.Count == 0, $"{differences.Count} differences between UapiCatalog and the uapi namespace:\n" + string.Join('\n', differences));
-        Assert.Equal(27, Declared.Structs.Count);
-        Assert.Equal(20, Declared.Ioctls.Count);
+        // Reflection really looked: an empty namespace would agree with anything.
+        Assert.Contains(typeof(dma_heap_allocation_data), Reflected.Structs);
+        Assert.Contains(Reflected.Ioctls, i => i.Key == nameof(Tee.TEE_IOC_VERSION));
+        Assert.Contains(Reflected.Constants, c => c.Key == nameof(Errno.ENOMEM));
     }
 
     [Fact]
