@@ -51,10 +51,14 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
 
         Errno errno = Allocate(kdata, out int newFd);
 
-        // Linux <= 6.x (the base of the v4 and v6 series): copy_to_user after
-        // the switch, whatever happened, the fd already installed. Linux 7.x
-        // (mainline): copy_to_user inside case DMA_HEAP_IOCTL_ALLOC on success
-        // only; if it faults, put_unused_fd + dma_buf_put, and the buffer is gone.
+        // Kernels before "dma-buf: dma-heap: don't publish fd before
+        // copy_to_user() succeeds" (the base of the v4 and v6 series):
+        // copy_to_user after the switch, whatever happened, the fd already
+        // installed. With that fix (mainline 7.x, and backported to stable
+        // 6.1.y such as Debian's 6.1.192): copy_to_user inside case
+        // DMA_HEAP_IOCTL_ALLOC on success only; if it faults, put_unused_fd +
+        // dma_buf_put, and the buffer is gone. The model ties the old behaviour
+        // to the v4 and v6 generations (docs/kernel-semantics.md).
         bool copyBackOnFailure = kernel.Generation != KernelGeneration.Mainline;
         if (errno != Errno.None && !copyBackOnFailure)
         {
