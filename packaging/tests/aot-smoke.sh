@@ -160,17 +160,29 @@ for generation in v4 v6 mainline; do
     else fail "$what" "exit $status, '$summary'" "$(head -n 40 "$WORK/x64-$generation.diff" "$WORK/x64-$generation.err" 2>/dev/null)"; fi
   else fail "$what" "$MISSING"; fi
 done
+# qemu-user translates only the access modes 0, 1 and 2 of open(2) and
+# fcntl(2) flags (linux-user/syscall.c, fcntl_flags_tbl): a file opened with
+# O_ACCMODE (3), as dma-heap.fd.accmode-cloexec asks for, reads back as
+# O_RDONLY under it. That case cannot pass under qemu-user (on an arm64 board
+# it does); every other result must equal x64's, and so must that case's
+# place in the run.
+QEMU_USER_CANNOT=dma-heap.fd.accmode-cloexec
+tap_results() { # TAP: each test point's verdict, case and target, without numbers; the qemu-user case left out
+  grep -E '^(not )?ok [0-9]+ ' "$1" | sed -E 's/^(not ok|ok) [0-9]+ /\1 /' | grep -v " $QEMU_USER_CANNOT @ "
+}
 for generation in v4 v6 mainline; do
-  begin; what="arm64 AOT under qemu: conformance --model --generation $generation passes with x64's TAP"
+  begin; what="arm64 AOT under qemu: conformance --model --generation $generation passes with x64's TAP (but $QEMU_USER_CANNOT, which qemu-user cannot run)"
   if have_x64 && have_arm64; then
     [ -f "$WORK/x64-$generation.tap" ] || "$AOT_X64" conformance --model --generation "$generation" --format tap --output "$WORK/x64-$generation.tap" >/dev/null 2>&1
     arm64 conformance --model --generation "$generation" --format tap --output "$WORK/arm64-$generation.tap" >/dev/null 2>"$WORK/arm64-$generation.err"
     status=$?
     summary=$(tail -n 1 "$WORK/arm64-$generation.tap" 2>/dev/null | sed 's/^# //')
-    if [ "$status" -eq 0 ] && [[ "$summary" == *" passed, 0 failed, "* ]] \
-        && diff -u "$WORK/x64-$generation.tap" "$WORK/arm64-$generation.tap" >"$WORK/arm64-$generation.diff"; then
+    unexpected=$(grep -E '^not ok [0-9]+ ' "$WORK/arm64-$generation.tap" 2>/dev/null | grep -v " $QEMU_USER_CANNOT @ ")
+    if [ -s "$WORK/arm64-$generation.tap" ] && [ -z "$unexpected" ] \
+        && [ "$(grep -c '^ok \|^not ok ' "$WORK/x64-$generation.tap")" = "$(grep -c '^ok \|^not ok ' "$WORK/arm64-$generation.tap")" ] \
+        && diff -u <(tap_results "$WORK/x64-$generation.tap") <(tap_results "$WORK/arm64-$generation.tap") >"$WORK/arm64-$generation.diff"; then
       pass "$what ($summary)"
-    else fail "$what" "exit $status, '$summary'" "$(head -n 40 "$WORK/arm64-$generation.diff" "$WORK/arm64-$generation.err" 2>/dev/null)"; fi
+    else fail "$what" "exit $status, '$summary'" "$unexpected" "$(head -n 40 "$WORK/arm64-$generation.diff" "$WORK/arm64-$generation.err" 2>/dev/null)"; fi
   else fail "$what" "$MISSING"; fi
 done
 
