@@ -38,23 +38,9 @@ UNIT_DIR=/lib/systemd/system
 SYSUSERS_DIR=/usr/lib/sysusers.d
 UDEV_RULES_DIR=/lib/udev/rules.d
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'package.sh: %s\n' "$*" >&2; exit 1; }
-
-ensure_debian_packages() {
-  local missing=() package
-  for package in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -eq 0 ]; then
-    log "installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
-  fi
-}
+# shellcheck source=tests/lib/common.sh
+. "$ROOT/tests/lib/common.sh"
+LOG_PREFIX=package.sh
 
 # ---- per-architecture facts -------------------------------------------------
 
@@ -252,7 +238,7 @@ ARCHES=("$@")
 [ ${#ARCHES[@]} -gt 0 ] || ARCHES=(amd64 arm64)
 for arch in "${ARCHES[@]}"; do runtime_id "$arch" >/dev/null; done
 
-ensure_debian_packages
+ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
 
 VERSION=$(dpkg-parsechangelog -l "$PACKAGING/debian/changelog" -S Version)
 UPSTREAM_VERSION=${VERSION%-*}

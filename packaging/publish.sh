@@ -21,8 +21,9 @@ ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 PROJECT=$ROOT/src/RstmemDaemon/RstmemDaemon.csproj
 ARTIFACTS=$ROOT/build/aot
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'publish.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/lib/common.sh
+. "$ROOT/tests/lib/common.sh"
+LOG_PREFIX=publish.sh
 
 # The C toolchain NativeAOT links with, per RID: packages, then the MSBuild
 # properties that select the linker driver and the symbol stripper.
@@ -54,21 +55,6 @@ elf_machine_for() {
     linux-x64) echo 'Advanced Micro Devices X86-64' ;;
     linux-arm64) echo 'AArch64' ;;
   esac
-}
-
-ensure_debian_packages() {
-  local missing=() package
-  for package in "$@"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -eq 0 ]; then
-    log "installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
-  fi
 }
 
 publish_rid() {
