@@ -57,7 +57,7 @@ diag() { sed 's/^/# /'; }
 check() { if [ "$2" -eq 0 ]; then ok "$1"; else not_ok "$1"; fi; }
 finish() {
   echo "1..$count"
-  echo "install-boot: $((count - failed)) passed, $failed failed"
+  echo "# install-boot: $((count - failed)) passed, $failed failed"
   [ $failed -eq 0 ]
   exit
 }

@@ -199,5 +199,5 @@ for arch in "${arches[@]}"; do
 done
 
 echo "1..$count"
-echo "package-contents: $((count - failed)) passed, $failed failed"
+echo "# package-contents: $((count - failed)) passed, $failed failed"
 [ $failed -eq 0 ]

@@ -118,5 +118,5 @@ else
 fi
 
 echo "1..$count"
-echo "unit-security: $((count - failed)) passed, $failed failed"
+echo "# unit-security: $((count - failed)) passed, $failed failed"
 [ $failed -eq 0 ]
