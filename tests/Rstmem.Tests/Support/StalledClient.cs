@@ -13,12 +13,14 @@ namespace Rstmem.Tests.Support;
 /// </summary>
 /// <remarks>
 /// The stall is established by counting, not by waiting: after every burst of
-/// requests (sent until the socket's send buffer is full) a probe connection
-/// makes one STATS round trip per request sent, plus 50. Each round trip is at
-/// least one turn of the daemon's poll loop, and in each turn a client with
-/// unread requests and nothing waiting to be sent has at least one request
-/// read. A socket that is still not writable after that many turns has been
-/// left unread on purpose. The probe is closed before this returns.
+/// S requests (sent until the socket's send buffer is full) a probe connection
+/// makes S + 50 STATS round trips. The daemon reads at most PacketsPerTurn
+/// requests of one client per turn of its poll loop, so those round trips
+/// span at least (S + 50) / PacketsPerTurn turns; in each, a client with
+/// requests waiting and no reply held has PacketsPerTurn of them read (or all
+/// there are). A daemon still reading this client would thus have read all S
+/// and left its socket writable; one that is not writable has been left unread
+/// on purpose. The probe is closed before this returns.
 /// </remarks>
 internal sealed class StalledClient : IDisposable
 {
