@@ -38,15 +38,10 @@ cleanup() {
 trap cleanup EXIT
 unset NOTIFY_SOCKET JOURNAL_STREAM LISTEN_FDS LISTEN_PID
 
-N=0
-FAILED=0
-pass() { N=$((N + 1)); printf 'ok %d - %s\n' "$N" "$1"; }
-fail() {
-  N=$((N + 1)); FAILED=$((FAILED + 1))
-  printf 'not ok %d - %s\n' "$N" "$1"; shift
-  local line
-  for line in "$@"; do printf '%s\n' "$line" | sed 's/^/#   /'; done
-}
+# shellcheck source=tests/lib/tap.sh
+. "$ROOT/tests/lib/tap.sh"
+pass() { tap_ok "$1"; }
+fail() { tap_not_ok "$@"; }
 
 # need FILE WHAT: true if FILE is there; else false, with the reason in $MISSING.
 need() {
@@ -106,7 +101,7 @@ stop_daemon() {
 begin() { MISSING=; DETAIL=; }
 json_number() { grep -o "\"$2\":[0-9]*" <<<"$1" | head -n 1 | cut -d: -f2; }
 
-printf '1..%d\n' "$PLAN"
+tap_plan "$PLAN"
 
 # --- the binaries -------------------------------------------------------------
 begin
@@ -276,6 +271,4 @@ else fail "$what" "${MISSING:-the arm64 daemon is not running}"; fi
 begin; what="arm64 AOT serve under qemu exits 0 on SIGTERM and logs 'rstmemd stopped'"
 if $arm_up && stop_daemon arm64; then pass "$what"; else fail "$what" "${DETAIL:-the arm64 daemon is not running}"; fi
 
-[ "$N" -eq "$PLAN" ] || { printf 'Bail out! ran %d checks, planned %d\n' "$N" "$PLAN"; exit 1; }
-printf '# aot-smoke: %d passed, %d failed, 0 skipped\n' "$((N - FAILED))" "$FAILED"
-[ "$FAILED" -eq 0 ]
+tap_finish aot-smoke

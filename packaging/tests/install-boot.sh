@@ -49,18 +49,9 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-count=0
-failed=0
-ok() { count=$((count + 1)); echo "ok $count - $1"; }
-not_ok() { count=$((count + 1)); failed=$((failed + 1)); echo "not ok $count - $1"; }
-diag() { sed 's/^/# /'; }
-check() { if [ "$2" -eq 0 ]; then ok "$1"; else not_ok "$1"; fi; }
-finish() {
-  echo "1..$count"
-  echo "# install-boot: $((count - failed)) passed, $failed failed"
-  [ $failed -eq 0 ]
-  exit
-}
+# shellcheck source=tests/lib/tap.sh
+. "$ROOT/tests/lib/tap.sh"
+finish() { tap_finish install-boot; exit; }
 # A command inside the booted container.
 inside() { nsenter -t "$machine" -a -- "$@"; }
 
@@ -68,8 +59,8 @@ inside() { nsenter -t "$machine" -a -- "$@"; }
 mkdir -p "$TMP/changes" "$TMP/root"
 mount -t tmpfs -o size=2g tmpfs "$TMP/changes" && mkdir -p "$TMP/changes/upper" "$TMP/changes/work" &&
   mount -t overlay overlay -o "lowerdir=/,upperdir=$TMP/changes/upper,workdir=$TMP/changes/work" "$TMP/root"
-check "a copy-on-write root: overlayfs over / with its changes in a tmpfs" $?
-[ $failed -eq 0 ] || finish
+tap_check "a copy-on-write root: overlayfs over / with its changes in a tmpfs" $?
+[ "$TAP_FAILED" -eq 0 ] || finish
 # A machine of its own: its own id, and dpkg allowed to start services (a
 # container image's policy-rc.d forbids it; a board has none).
 systemd-id128 new >"$TMP/root/etc/machine-id"
@@ -104,36 +95,36 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 [ "$state" = running ] || [ "$state" = degraded ]
-check "systemd-nspawn boots it to basic.target (system state: ${state:-no systemd})" $?
-[ $failed -eq 0 ] || { tail -n 20 "$TMP/console" | diag; finish; }
+tap_check "systemd-nspawn boots it to basic.target (system state: ${state:-no systemd})" $?
+[ "$TAP_FAILED" -eq 0 ] || { tail -n 20 "$TMP/console" | tap_diag; finish; }
 
 # ---- install ------------------------------------------------------------------------
 inside sh -c 'dpkg -i /root/debs/*.deb' >"$TMP/dpkg" 2>&1
 status=$?
-check "dpkg -i ${debs[*]##*/}" $status
-[ $status -eq 0 ] || { diag <"$TMP/dpkg"; finish; }
+tap_check "dpkg -i ${debs[*]##*/}" $status
+[ $status -eq 0 ] || { tap_diag <"$TMP/dpkg"; finish; }
 
 [ "$(inside getent passwd rstmemd | cut -d: -f7)" = /usr/sbin/nologin ] && inside getent group rstmem >/dev/null
-check "postinst: system user rstmemd (nologin) and group rstmem exist" $?
+tap_check "postinst: system user rstmemd (nologin) and group rstmem exist" $?
 
 [ "$(inside systemctl is-enabled rstmemd.socket)" = enabled ] && [ "$(inside systemctl is-active rstmemd.socket)" = active ] &&
   [ "$(inside systemctl is-active rstmemd.service)" = inactive ]
-check "postinst: rstmemd.socket enabled and listening, rstmemd.service not started yet" $?
+tap_check "postinst: rstmemd.socket enabled and listening, rstmemd.service not started yet" $?
 
 [ "$(inside stat -c '%U:%G %a %F' "$SOCKET")" = "root:rstmem 660 socket" ]
-check "$SOCKET is root:rstmem, mode 660" $?
+tap_check "$SOCKET is root:rstmem, mode 660" $?
 
 inside useradd -M -G rstmem member && inside useradd -M outsider
 as() { local user=$1; shift; inside setpriv --reuid="$user" --regid="$user" --init-groups env RSTMEMD_SOCKET="$SOCKET" "$@"; }
 
 as member rstmemd heaps >"$TMP/heaps" 2>&1 && grep -q '^rstmemd ' "$TMP/heaps"
 status=$?
-check "a member of rstmem lists the heaps: the socket starts rstmemd.service" $status
-[ $status -eq 0 ] || diag <"$TMP/heaps"
+tap_check "a member of rstmem lists the heaps: the socket starts rstmemd.service" $status
+[ $status -eq 0 ] || tap_diag <"$TMP/heaps"
 
 [ "$(inside systemctl is-active rstmemd.service)" = active ] &&
   [[ "$(inside systemctl show -P StatusText rstmemd.service)" == *"listening on (socket activation)"* ]]
-check "rstmemd.service is active and said READY=1 with its status (Type=notify): $(inside systemctl show -P StatusText rstmemd.service)" $?
+tap_check "rstmemd.service is active and said READY=1 with its status (Type=notify): $(inside systemctl show -P StatusText rstmemd.service)" $?
 
 pid=$(inside systemctl show -P MainPID rstmemd.service)
 inside cat "/proc/$pid/status" >"$TMP/status"
@@ -142,8 +133,8 @@ uid=$(inside id -u rstmemd)
 [ "$(field Uid)" = "$uid	$uid	$uid	$uid" ] && [ "$(field CapEff)" = 0000000000000000 ] && [ "$(field CapBnd)" = 0000000000000000 ] &&
   [ "$(field NoNewPrivs)" = 1 ] && [ "$(field Seccomp)" = 2 ]
 status=$?
-check "the daemon runs as rstmemd with no capabilities (effective, bounding), NoNewPrivs, a seccomp filter" $status
-[ $status -eq 0 ] || grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' "$TMP/status" | diag
+tap_check "the daemon runs as rstmemd with no capabilities (effective, bounding), NoNewPrivs, a seccomp filter" $status
+[ $status -eq 0 ] || grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' "$TMP/status" | tap_diag
 
 inside cat "/proc/$pid/mountinfo" >"$TMP/mountinfo"
 mount_options() { awk -v m="$1" '$5 == m { print $6 }' "$TMP/mountinfo" | tail -n 1; }
@@ -151,43 +142,43 @@ super_options() { awk -v m="$1" '$5 == m { for (i = 7; $i != "-"; i++); print $(
 [[ "$(mount_options /)" == ro,* ]] && [[ "$(mount_options /dev)" == ro,* ]] && [[ "$(mount_options /run)" == ro,* ]] &&
   [[ "$(super_options /proc)" == *hidepid=invisible*subset=pid* ]]
 status=$?
-check "in its mount namespace /, /dev and /run are read-only and /proc is hidepid=invisible,subset=pid" $status
-[ $status -eq 0 ] || echo "/ $(mount_options /); /dev $(mount_options /dev); /run $(mount_options /run); /proc $(super_options /proc)" | diag
+tap_check "in its mount namespace /, /dev and /run are read-only and /proc is hidepid=invisible,subset=pid" $status
+[ $status -eq 0 ] || echo "/ $(mount_options /); /dev $(mount_options /dev); /run $(mount_options /run); /proc $(super_options /proc)" | tap_diag
 
 as member rstmemd alloc --use-case secure-video --size 1M >"$TMP/alloc" 2>&1 && grep -q 'lseek(fd, 0, SEEK_END) = 1048576' "$TMP/alloc"
 status=$?
-check "a member of rstmem allocates 1 MiB of secure-video through the service" $status
-[ $status -eq 0 ] || { diag <"$TMP/alloc"; inside journalctl -u rstmemd.service -o cat --no-pager | grep -v '^   at ' | tail -n 6 | diag; }
+tap_check "a member of rstmem allocates 1 MiB of secure-video through the service" $status
+[ $status -eq 0 ] || { tap_diag <"$TMP/alloc"; inside journalctl -u rstmemd.service -o cat --no-pager | grep -v '^   at ' | tail -n 6 | tap_diag; }
 
 as outsider rstmemd heaps >"$TMP/outsider" 2>&1
 [ $? -ne 0 ] && grep -q EACCES "$TMP/outsider"
-check "a user outside rstmem is refused (EACCES on the socket)" $?
+tap_check "a user outside rstmem is refused (EACCES on the socket)" $?
 
 # udev loads the rules and resolves OWNER:="rstmemd" (an unknown user would be logged and ignored).
 inside udevadm test /sys/class/mem/null >"$TMP/udev" 2>&1
 grep -q 'Reading rules file: .*/70-rstmemd.rules' "$TMP/udev" && ! grep '70-rstmemd.rules:' "$TMP/udev" | grep -q .
 status=$?
-check "udevadm test reads 70-rstmemd.rules without a complaint" $status
-[ $status -eq 0 ] || grep '70-rstmemd' "$TMP/udev" | diag
+tap_check "udevadm test reads 70-rstmemd.rules without a complaint" $status
+[ $status -eq 0 ] || grep '70-rstmemd' "$TMP/udev" | tap_diag
 
 # The upgrade path: postinst configure with the old version restarts the socket and a running service.
 inside sh -c 'dpkg -i /root/debs/*.deb' >"$TMP/reinstall" 2>&1 && [ "$(inside systemctl is-active rstmemd.socket)" = active ] &&
   as member rstmemd stats >/dev/null 2>&1 && [ "$(inside systemctl show -P MainPID rstmemd.service)" != "$pid" ]
 status=$?
-check "dpkg -i again (upgrade): the socket listens, the service was restarted and answers" $status
-[ $status -eq 0 ] || diag <"$TMP/reinstall"
+tap_check "dpkg -i again (upgrade): the socket listens, the service was restarted and answers" $status
+[ $status -eq 0 ] || tap_diag <"$TMP/reinstall"
 
 inside systemctl stop rstmemd.service 2>/dev/null # it warns that the socket can start it again
 [ "$(inside systemctl show -P Result rstmemd.service)" = success ] && [ "$(inside systemctl show -P ExecMainStatus rstmemd.service)" = 0 ]
-check "systemctl stop: SIGTERM, the daemon exits 0" $?
+tap_check "systemctl stop: SIGTERM, the daemon exits 0" $?
 
 # ---- purge ----------------------------------------------------------------------------
 inside dpkg --purge rstmemd librstmem-dev librstmem1 >"$TMP/purge" 2>&1
 status=$?
-check "dpkg --purge rstmemd librstmem-dev librstmem1" $status
-[ $status -eq 0 ] || diag <"$TMP/purge"
+tap_check "dpkg --purge rstmemd librstmem-dev librstmem1" $status
+[ $status -eq 0 ] || tap_diag <"$TMP/purge"
 ! inside test -e /etc/rstmemd && ! inside test -e /lib/systemd/system/rstmemd.socket && ! inside test -e "$SOCKET" &&
   ! inside test -e /etc/systemd/system/sockets.target.wants/rstmemd.socket && [ "$(inside systemctl is-active rstmemd.socket)" != active ]
-check "after purge: socket stopped and gone, unit links and /etc/rstmemd removed" $?
+tap_check "after purge: socket stopped and gone, unit links and /etc/rstmemd removed" $?
 
 finish

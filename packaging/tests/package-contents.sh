@@ -27,12 +27,8 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-count=0
-failed=0
-ok() { count=$((count + 1)); echo "ok $count - $1"; }
-not_ok() { count=$((count + 1)); failed=$((failed + 1)); echo "not ok $count - $1"; }
-diag() { sed 's/^/# /'; }
-check() { if [ "$2" -eq 0 ]; then ok "$1"; else not_ok "$1"; fi; }
+# shellcheck source=tests/lib/tap.sh
+. "$ROOT/tests/lib/tap.sh"
 
 debs=("$@")
 [ ${#debs[@]} -gt 0 ] || debs=("$ROOT"/dist/*.deb)
@@ -80,51 +76,51 @@ for deb in "${debs[@]}"; do
 
   [ "$(field Package)" = "$package" ] && [ "$(field Version)" = "$VERSION" ] && [ "$version" = "$VERSION" ] &&
     [ "$(field Architecture)" = "$arch" ] && [ -n "$(field Description)" ] && [ -n "$(field Maintainer)" ]
-  check "$name: Package, Version ($VERSION, packaging/debian/changelog), Architecture, Maintainer, Description" $?
+  tap_check "$name: Package, Version ($VERSION, packaging/debian/changelog), Architecture, Maintainer, Description" $?
 
   files_of "$deb" >"$TMP/files"
   expected_files "$package" "$multiarch" >"$TMP/expected"
   if cmp -s "$TMP/files" "$TMP/expected"; then
-    ok "$name: holds exactly the expected $(wc -l <"$TMP/expected") files"
+    tap_ok "$name: holds exactly the expected $(wc -l <"$TMP/expected") files"
   else
-    not_ok "$name: holds exactly the expected files (< missing, > unexpected)"
-    diff "$TMP/expected" "$TMP/files" | grep '^[<>]' | diag
+    tap_not_ok "$name: holds exactly the expected files (< missing, > unexpected)"
+    diff "$TMP/expected" "$TMP/files" | grep '^[<>]' | tap_diag
   fi
 
   case $package in
     rstmemd)
       [ "$(cat "$dir/DEBIAN/conffiles")" = /etc/rstmemd/rstmemd.json ]
-      check "$name: conffiles: /etc/rstmemd/rstmemd.json" $?
+      tap_check "$name: conffiles: /etc/rstmemd/rstmemd.json" $?
       status=0
       for script in postinst prerm postrm; do
         [ -x "$dir/DEBIAN/$script" ] && sh -n "$dir/DEBIAN/$script" || status=1
       done
-      check "$name: postinst, prerm, postrm are executable and parse (sh -n)" $status
+      tap_check "$name: postinst, prerm, postrm are executable and parse (sh -n)" $status
       [ "$(stat -c %a "$dir/usr/bin/rstmemd")" = 755 ] && readelf -SW "$dir/usr/bin/rstmemd" | grep -q ' __managedcode '
-      check "$name: /usr/bin/rstmemd is a NativeAOT executable (mode 755)" $?
+      tap_check "$name: /usr/bin/rstmemd is a NativeAOT executable (mode 755)" $?
       run_arch "$arch" "$dir/usr/bin/rstmemd" --help >"$TMP/help" 2>&1 && grep -q '^  serve ' "$TMP/help"
-      check "$name: rstmemd --help runs and lists serve" $?
+      tap_check "$name: rstmemd --help runs and lists serve" $?
       printed=$(run_arch "$arch" "$dir/usr/bin/rstmemd" --version 2>&1)
       [[ "$printed" == "$UPSTREAM_VERSION" || "$printed" == "$UPSTREAM_VERSION"+* ]]
-      check "$name: rstmemd --version ($printed) is the package's upstream version $UPSTREAM_VERSION" $?
+      tap_check "$name: rstmemd --version ($printed) is the package's upstream version $UPSTREAM_VERSION" $?
       ;;
     librstmem1)
       library=$dir/usr/lib/$multiarch/librstmem.so.1
       [ "$(readlink "$library")" = librstmem.so.1.0.0 ] &&
         [ "$(readelf -dW "$library" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')" = librstmem.so.1 ]
-      check "$name: librstmem.so.1 -> librstmem.so.1.0.0, SONAME librstmem.so.1" $?
+      tap_check "$name: librstmem.so.1 -> librstmem.so.1.0.0, SONAME librstmem.so.1" $?
       ! readelf -SW "$library" | grep -q ' \.debug_' && ! readelf -SW "$library" | grep -q ' \.comment '
-      check "$name: the library is stripped (no .debug_*, no .comment)" $?
+      tap_check "$name: the library is stripped (no .debug_*, no .comment)" $?
       grep -qx 'librstmem 1 librstmem1 (>= [0-9.]*)' "$dir/DEBIAN/shlibs" && grep -qx 'activate-noawait ldconfig' "$dir/DEBIAN/triggers" &&
         cmp -s "$dir/DEBIAN/symbols" "$ROOT/packaging/debian/librstmem1.symbols"
-      check "$name: shlibs, ldconfig trigger, symbols = packaging/debian/librstmem1.symbols" $?
+      tap_check "$name: shlibs, ldconfig trigger, symbols = packaging/debian/librstmem1.symbols" $?
       ;;
     librstmem-dev)
       [ "$(field Depends)" = "librstmem1 (= $VERSION)" ] && [ "$(readlink "$dir/usr/lib/$multiarch/librstmem.so")" = librstmem.so.1 ]
-      check "$name: Depends: librstmem1 (= $VERSION); librstmem.so -> librstmem.so.1" $?
+      tap_check "$name: Depends: librstmem1 (= $VERSION); librstmem.so -> librstmem.so.1" $?
       pc=$dir/usr/lib/$multiarch/pkgconfig/rstmem.pc
       grep -qx 'prefix=/usr' "$pc" && grep -qx "libdir=\${prefix}/lib/$multiarch" "$pc" && grep -qx "Version: $UPSTREAM_VERSION" "$pc"
-      check "$name: rstmem.pc: prefix /usr, libdir lib/$multiarch, Version $UPSTREAM_VERSION" $?
+      tap_check "$name: rstmem.pc: prefix /usr, libdir lib/$multiarch, Version $UPSTREAM_VERSION" $?
       ;;
   esac
 
@@ -138,7 +134,7 @@ for deb in "${debs[@]}"; do
     expected=$(cd "$TMP/shlibdeps" && dpkg-shlibdeps -O "$elf" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
     depends=$(field Depends | tr ',' '\n' | sed 's/^ *//' | grep '^libc6 ')
     [ -n "$expected" ] && [ "$depends" = "$expected" ]
-    check "$name: Depends $depends = dpkg-shlibdeps' $expected" $?
+    tap_check "$name: Depends $depends = dpkg-shlibdeps' $expected" $?
   fi
 done
 
@@ -148,7 +144,7 @@ for arch in "${arches[@]}"; do
   lib=${unpacked[librstmem1_$arch]:-}
   dev=${unpacked[librstmem-dev_$arch]:-}
   if [ -z "$daemon" ] || [ -z "$lib" ] || [ -z "$dev" ]; then
-    not_ok "$arch: rstmemd, librstmem1 and librstmem-dev are all given"
+    tap_not_ok "$arch: rstmemd, librstmem1 and librstmem-dev are all given"
     continue
   fi
   multiarch=$(dpkg-architecture -a"$arch" -qDEB_HOST_MULTIARCH 2>/dev/null)
@@ -164,8 +160,8 @@ for arch in "${arches[@]}"; do
   "$gnu_type-gcc" -Wall -Wextra -Werror -o "$example" "$ROOT/src/Native/examples/rstmem-alloc.c" $flags >"$TMP/cc" 2>&1 &&
     readelf -dW "$example" | grep -q 'NEEDED.*\[librstmem\.so\.1\]'
   status=$?
-  check "$arch: the example builds with the -dev package's pkg-config flags alone ($flags) and needs librstmem.so.1" $status
-  [ $status -eq 0 ] || { diag <"$TMP/cc"; continue; }
+  tap_check "$arch: the example builds with the -dev package's pkg-config flags alone ($flags) and needs librstmem.so.1" $status
+  [ $status -eq 0 ] || { tap_diag <"$TMP/cc"; continue; }
 
   # The packaged daemon, socket-activated as rstmemd.socket does it (one
   # SOCK_SEQPACKET listener, LISTEN_FDS=1), on the packaged configuration.
@@ -182,22 +178,20 @@ for arch in "${arches[@]}"; do
   cat <&9 >"$TMP/daemon-$arch.log" &
   exec 9<&-
   [[ "$listening" == "Listening on $socket"* ]]
-  check "$arch: systemd-socket-activate listens on $socket for the packaged rstmemd" $?
+  tap_check "$arch: systemd-socket-activate listens on $socket for the packaged rstmemd" $?
   LD_LIBRARY_PATH=$sysroot/usr/lib/$multiarch run_arch "$arch" "$example" --socket "$socket" --list secure-video 4096 >"$TMP/list" 2>&1
   grep -q '^server rstmemd' "$TMP/list" && grep -q 'use case secure-video ' "$TMP/list"
-  check "$arch: the example connects to the packaged daemon and lists its heaps (librstmem1 against rstmemd)" $?
+  tap_check "$arch: the example connects to the packaged daemon and lists its heaps (librstmem1 against rstmemd)" $?
   LD_LIBRARY_PATH=$sysroot/usr/lib/$multiarch run_arch "$arch" "$example" --socket "$socket" secure-video 1048576 >"$TMP/alloc" 2>&1 &&
     grep -q 'size 1048576, lseek(SEEK_END) 1048576' "$TMP/alloc"
   status=$?
-  check "$arch: the example allocates 1 MiB of secure-video from the packaged daemon, lseek agrees" $status
-  [ $status -eq 0 ] || { diag <"$TMP/alloc"; grep -v '^   at ' "$TMP/daemon-$arch.log" | tail -n 8 | diag; }
+  tap_check "$arch: the example allocates 1 MiB of secure-video from the packaged daemon, lseek agrees" $status
+  [ $status -eq 0 ] || { tap_diag <"$TMP/alloc"; grep -v '^   at ' "$TMP/daemon-$arch.log" | tail -n 8 | tap_diag; }
   kill -TERM "$daemon_pid"
   wait "$daemon_pid"
   status=$?
   daemon_pid=
-  check "$arch: the packaged daemon stops on SIGTERM with status 0" $status
+  tap_check "$arch: the packaged daemon stops on SIGTERM with status 0" $status
 done
 
-echo "1..$count"
-echo "# package-contents: $((count - failed)) passed, $failed failed"
-[ $failed -eq 0 ]
+tap_finish package-contents

@@ -20,14 +20,8 @@ MAX_EXPOSURE=2.0
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-count=0
-failed=0
-ok() { count=$((count + 1)); echo "ok $count - $1"; }
-not_ok() { count=$((count + 1)); failed=$((failed + 1)); echo "not ok $count - $1"; }
-diag() { sed 's/^/# /'; }
-check() { # DESCRIPTION CONDITION-EXIT-STATUS
-  if [ "$2" -eq 0 ]; then ok "$1"; else not_ok "$1"; fi
-}
+# shellcheck source=tests/lib/tap.sh
+. "$ROOT/tests/lib/tap.sh"
 
 # The value of KEY= in a unit file (the last assignment wins, as in systemd).
 unit_value() { sed -n "s/^$2=//p" "$1" | tail -n 1; }
@@ -39,52 +33,52 @@ systemd-analyze security --offline=yes --threshold="$threshold" "$SERVICE" >"$TM
 status=$?
 level=$(sed -n 's/.*Overall exposure level for rstmemd.service: \([0-9.]*\).*/\1/p' "$TMP/security")
 if [ $status -eq 0 ] && [ -n "$level" ]; then
-  ok "systemd-analyze security: exposure $level <= $MAX_EXPOSURE"
-  grep '✗' "$TMP/security" | sed 's/  */ /g' | diag
+  tap_ok "systemd-analyze security: exposure $level <= $MAX_EXPOSURE"
+  grep '✗' "$TMP/security" | sed 's/  */ /g' | tap_diag
 else
-  not_ok "systemd-analyze security: exposure ${level:-unknown} > $MAX_EXPOSURE (exit $status)"
-  diag <"$TMP/security"
+  tap_not_ok "systemd-analyze security: exposure ${level:-unknown} > $MAX_EXPOSURE (exit $status)"
+  tap_diag <"$TMP/security"
 fi
 
 # ---- what the daemon expects of its units (src/RstmemDaemon/Hosting) ----------
 [ "$(unit_value "$SERVICE" Type)" = notify ] && [ "$(unit_value "$SERVICE" NotifyAccess)" = main ]
-check "service: Type=notify, NotifyAccess=main (BrokerService sends READY=1 from the main process)" $?
+tap_check "service: Type=notify, NotifyAccess=main (BrokerService sends READY=1 from the main process)" $?
 
 listen=$(grep -c '^Listen[A-Za-z]*=' "$SOCKET")
 [ "$listen" -eq 1 ] && [ -n "$(unit_value "$SOCKET" ListenSequentialPacket)" ]
-check "socket: exactly one listener, ListenSequentialPacket= (SocketActivation takes LISTEN_FDS=1, SOCK_SEQPACKET)" $?
+tap_check "socket: exactly one listener, ListenSequentialPacket= (SocketActivation takes LISTEN_FDS=1, SOCK_SEQPACKET)" $?
 
 grep -q '^Requires=rstmemd.socket$' "$SERVICE" && grep -q '^After=rstmemd.socket$' "$SERVICE"
-check "service: Requires= and After=rstmemd.socket (never started without its socket)" $?
+tap_check "service: Requires= and After=rstmemd.socket (never started without its socket)" $?
 
 # ---- one user, one group, named alike everywhere --------------------------------
 # systemd-sysusers creates them in an empty root.
 mkdir -p "$TMP/sysroot/etc"
 if systemd-sysusers --root="$TMP/sysroot" "$SYSUSERS" >"$TMP/sysusers" 2>&1; then
-  ok "sysusers.d file applies (systemd-sysusers --root)"
+  tap_ok "sysusers.d file applies (systemd-sysusers --root)"
 else
-  not_ok "sysusers.d file applies (systemd-sysusers --root)"
-  diag <"$TMP/sysusers"
+  tap_not_ok "sysusers.d file applies (systemd-sysusers --root)"
+  tap_diag <"$TMP/sysusers"
 fi
 user=$(unit_value "$SERVICE" User)
 shell=$(awk -F: -v u="$user" '$1 == u { print $7 }' "$TMP/sysroot/etc/passwd" 2>/dev/null)
 [ -n "$user" ] && [ "$shell" = /usr/sbin/nologin ]
-check "service: User=$user is a system user of the sysusers.d file, without a login shell" $?
+tap_check "service: User=$user is a system user of the sysusers.d file, without a login shell" $?
 
 group=$(unit_value "$SOCKET" SocketGroup)
 [ -n "$group" ] && grep -q "^$group:" "$TMP/sysroot/etc/group" 2>/dev/null && [ "$(unit_value "$SOCKET" SocketMode)" = 0660 ]
-check "socket: SocketGroup=$group is a group of the sysusers.d file, SocketMode=0660" $?
+tap_check "socket: SocketGroup=$group is a group of the sysusers.d file, SocketMode=0660" $?
 
 grep -v '^[[:space:]]*\(#\|$\)' "$RULES" >"$TMP/rules"
 owners=$(grep -o 'OWNER:*="[^"]*"' "$TMP/rules" | sed 's/.*"\(.*\)"/\1/' | sort -u)
 [ "$owners" = "$user" ] && [ "$(grep -c 'OWNER:*=' "$TMP/rules")" -eq 2 ] && ! grep -q 'GROUP\|MODE' "$TMP/rules"
-check "udev rules: the TEE and DMA-heap nodes get OWNER $user, no GROUP or MODE" $?
+tap_check "udev rules: the TEE and DMA-heap nodes get OWNER $user, no GROUP or MODE" $?
 
 # /dev/teeprivN is tee-supplicant's: the rule's pattern must not match it.
 pattern=$(sed -n 's/.*SUBSYSTEM=="tee".*KERNEL=="\([^"]*\)".*/\1/p' "$RULES")
 matches() { case $2 in $1) return 0 ;; esac; return 1; }
 [ -n "$pattern" ] && matches "$pattern" tee0 && matches "$pattern" tee12 && ! matches "$pattern" teepriv0
-check "udev rules: KERNEL==\"$pattern\" takes tee0 and tee12, not teepriv0" $?
+tap_check "udev rules: KERNEL==\"$pattern\" takes tee0 and tee12, not teepriv0" $?
 
 # ---- systemd-analyze verify -------------------------------------------------
 # In a root holding the host's units (sysinit.target, modprobe@.service, ...)
@@ -99,7 +93,7 @@ if [ -z "$package_root" ]; then
   fi
 fi
 if [ -z "$package_root" ] || [ ! -f "$package_root/lib/systemd/system/rstmemd.service" ]; then
-  not_ok "systemd-analyze verify: no unpacked rstmemd package (build it with packaging/package.sh, or pass its root)"
+  tap_not_ok "systemd-analyze verify: no unpacked rstmemd package (build it with packaging/package.sh, or pass its root)"
 else
   mkdir -p "$TMP/verify/lib/systemd/system"
   cp -a /lib/systemd/system/. "$TMP/verify/lib/systemd/system/"
@@ -110,13 +104,11 @@ else
   systemd-analyze verify --man=no --root="$TMP/verify" rstmemd.socket rstmemd.service >>"$TMP/verify.out" 2>&1
   status=$?
   if [ $status -eq 0 ] && [ ! -s "$TMP/verify.out" ]; then
-    ok "systemd-analyze verify rstmemd.socket rstmemd.service: no complaint"
+    tap_ok "systemd-analyze verify rstmemd.socket rstmemd.service: no complaint"
   else
-    not_ok "systemd-analyze verify rstmemd.socket rstmemd.service (exit $status)"
-    diag <"$TMP/verify.out"
+    tap_not_ok "systemd-analyze verify rstmemd.socket rstmemd.service (exit $status)"
+    tap_diag <"$TMP/verify.out"
   fi
 fi
 
-echo "1..$count"
-echo "# unit-security: $((count - failed)) passed, $failed failed"
-[ $failed -eq 0 ]
+tap_finish unit-security
