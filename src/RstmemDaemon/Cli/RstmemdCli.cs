@@ -39,6 +39,7 @@ public static class RstmemdCli
             ClientCommands.Stats(stdout, stderr),
             AbiCommand.Create(stdout),
             ConformanceCommand.Create(stdout, stderr),
+            ExecCommand.Create(stderr),
         };
 
         ParseResult parsed = root.Parse(args);
