@@ -452,6 +452,112 @@ EXPORT int fcntl(int fd, int cmd, ...)
 
 EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 
+/* ---- stat and access: the listing's entries exist ------------------------------ */
+
+/*
+ * Asked only after the real call failed with ENOENT, so a machine's real
+ * nodes are reported as they are: 1 when PATH is /dev/dma_heap and rstmemd
+ * answers, 2 when PATH is a heap rstmemd serves, else 0.
+ */
+static int synthetic(const char *path)
+{
+	if (path == NULL || strncmp(path, HEAP_DIR, sizeof(HEAP_DIR) - 1) != 0)
+		return 0;
+	struct preload_heaps heaps;
+	struct preload_server server;
+	const char *name = heap_of_path(path);
+	bool dir = strcmp(path, HEAP_DIR) == 0 || strcmp(path, HEAP_DIR "/") == 0;
+	if ((!dir && name == NULL) || preload_list_heaps(&heaps, &server) != 0)
+		return 0;
+	if (dir)
+		return 1;
+	for (unsigned i = 0; i < heaps.count; i++)
+		if (strcmp(heaps.names[i], name) == 0)
+			return 2;
+	return 0;
+}
+
+/* A directory, or a character device this process may read and write (through the shim). */
+#define SYNTHETIC_MODE(kind) ((kind) == 1 ? (S_IFDIR | 0755) : (S_IFCHR | 0666))
+#define FILL_STAT(st, kind)                                  	do {                                                 		memset((st), 0, sizeof(*(st)));              		(st)->st_mode = SYNTHETIC_MODE(kind);        		(st)->st_nlink = (kind) == 1 ? 2 : 1;        		(st)->st_blksize = 4096;                     	} while (0)
+
+static int (*real_stat)(const char *, struct stat *);
+static int (*real_lstat)(const char *, struct stat *);
+static int (*real_stat64)(const char *, struct stat64 *);
+static int (*real_lstat64)(const char *, struct stat64 *);
+static int (*real_fstatat)(int, const char *, struct stat *, int);
+static int (*real_fstatat64)(int, const char *, struct stat64 *, int);
+static int (*real_statx)(int, const char *, int, unsigned, struct statx *);
+static int (*real_access)(const char *, int);
+static int (*real_faccessat)(int, const char *, int, int);
+DEFINE_RESOLVER(stat)
+DEFINE_RESOLVER(lstat)
+DEFINE_RESOLVER(stat64)
+DEFINE_RESOLVER(lstat64)
+DEFINE_RESOLVER(fstatat)
+DEFINE_RESOLVER(fstatat64)
+DEFINE_RESOLVER(statx)
+DEFINE_RESOLVER(access)
+DEFINE_RESOLVER(faccessat)
+
+/* After a real call R on PATH: fill *ST for a synthetic entry, else R as it was. */
+#define STAT_FALLBACK(r, path, st)                           	do {                                                 		if ((r) != 0 && errno == ENOENT) {           			int kind_ = synthetic(path);         			if (kind_) {                         				FILL_STAT(st, kind_);        				return 0;                    			}                                    			errno = ENOENT;                      		}                                            		return (r);                                  	} while (0)
+
+EXPORT int stat(const char *path, struct stat *st) { int r = RESOLVE(stat)(path, st); STAT_FALLBACK(r, path, st); }
+EXPORT int lstat(const char *path, struct stat *st) { int r = RESOLVE(lstat)(path, st); STAT_FALLBACK(r, path, st); }
+EXPORT int stat64(const char *path, struct stat64 *st) { int r = RESOLVE(stat64)(path, st); STAT_FALLBACK(r, path, st); }
+EXPORT int lstat64(const char *path, struct stat64 *st) { int r = RESOLVE(lstat64)(path, st); STAT_FALLBACK(r, path, st); }
+EXPORT int fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+	int r = RESOLVE(fstatat)(dirfd, path, st, flags);
+	STAT_FALLBACK(r, path, st);
+}
+EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+{
+	int r = RESOLVE(fstatat64)(dirfd, path, st, flags);
+	STAT_FALLBACK(r, path, st);
+}
+
+EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *stx)
+{
+	int r = RESOLVE(statx)(dirfd, path, flags, mask, stx);
+	if (r != 0 && errno == ENOENT) {
+		int kind = synthetic(path);
+		if (kind) {
+			memset(stx, 0, sizeof(*stx));
+			stx->stx_mask = STATX_TYPE | STATX_MODE | STATX_NLINK;
+			stx->stx_mode = SYNTHETIC_MODE(kind);
+			stx->stx_nlink = kind == 1 ? 2 : 1;
+			stx->stx_blksize = 4096;
+			return 0;
+		}
+		errno = ENOENT;
+	}
+	return r;
+}
+
+EXPORT int access(const char *path, int mode)
+{
+	int r = RESOLVE(access)(path, mode);
+	if (r != 0 && errno == ENOENT) {
+		if (synthetic(path))
+			return 0;
+		errno = ENOENT;
+	}
+	return r;
+}
+
+EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	int r = RESOLVE(faccessat)(dirfd, path, mode, flags);
+	if (r != 0 && errno == ENOENT) {
+		if (synthetic(path))
+			return 0;
+		errno = ENOENT;
+	}
+	return r;
+}
+
 /* ---- /dev/dma_heap as a directory ---------------------------------------------- */
 
 /*
