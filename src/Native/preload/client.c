@@ -303,7 +303,7 @@ int preload_heap_ioctl(const char *heap, uint32_t request, void *arg, uint32_t a
 	out->status = status;
 	if (fd >= 0)
 		preload_real_close(fd);
-	if (err)
+	if (err || status == EBADMSG)	/* the daemon drops the connection after EBADMSG */
 		disconnect();
 	server->backend = conn_backend;
 	pthread_mutex_unlock(&lock);
