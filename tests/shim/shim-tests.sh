@@ -20,6 +20,11 @@
 #      the served heaps.
 #   3. rstmemd exec's exit status: the program's, 128+N for signal N, 127 for
 #      a program that does not exist.
+#   4. In the 6.1 guest (tests/kernel/run-guest.sh, tests/shim/guest-6.1.sh)
+#      against the real heaps: the same selftest binary as the unprivileged
+#      user nobody cannot open them; as nobody under `rstmemd exec`, against
+#      `rstmemd serve --backend dma-heap`, it gives root's verdicts (the vgem
+#      import is a SKIP there: /dev/dri/card0 is root's).
 #
 # Environment: DAEMON_DLL (rstmemd.dll; build.sh passes it), RSTMEMD_LAUNCHER
 # (default build/bin/rstmemd). Needs ./build.sh first. Logs in build/shim/.
@@ -206,6 +211,51 @@ run_exec sh -c 'kill -TERM $$' || status=$?
 status=0
 run_exec "$WORK/no-such-program" 2> "$WORK/exec.err" || status=$?
 [ "$status" -eq 127 ] && grep -q 'no-such-program' "$WORK/exec.err"; tap_check "rstmemd exec of a missing program: 127 and its name (got $status: $(head -n 1 "$WORK/exec.err"))" $?
+
+# ---- 4. in the Linux 6.1 guest, as an unprivileged user -------------------------
+
+log "the 6.1 guest: dmabuf-heap as root, as nobody, and as nobody under rstmemd exec (tests/shim/guest-6.1.sh)"
+guest_status=0
+"$ROOT/tests/kernel/run-guest.sh" "$kernel" --timeout 600 --append cma=64M --env "DAEMON_DLL=$DAEMON_DLL" \
+  -- "$HERE/guest-6.1.sh" "$selftest" > "$OUT/guest-6.1.out" 2> "$OUT/guest-6.1.err" || guest_status=$?
+# extract NAME: a section the guest script printed.
+extract() { awk -v b="=== BEGIN $1 ===" -v e="=== END $1 ===" '$0 == e { inside = 0 } inside; $0 == b { inside = 1 }' "$OUT/guest-6.1.out"; }
+while IFS= read -r line; do
+  case "$line" in
+    'check ok: '*) tap_ok "6.1 guest: ${line#check ok: }" ;;
+    'check FAIL: '*) tap_not_ok "6.1 guest: ${line#check FAIL: }" ;;
+  esac
+done < <(grep '^check ' "$OUT/guest-6.1.out" || true)
+failed_in_guest=$(grep -c '^check FAIL: ' "$OUT/guest-6.1.out" || true)
+[ "$guest_status" -eq "$failed_in_guest" ]
+tap_check "6.1 guest: guest-6.1.sh ran to its end (exit $guest_status, $failed_in_guest failed check(s); build/shim/guest-6.1.err)" $?
+extract selftest-root > "$OUT/guest-root.out"
+extract selftest-shim > "$OUT/guest-shim.out"
+sed 's/^/# 6.1 root | /' "$OUT/guest-root.out"
+sed 's/^/# 6.1 nobody under exec | /' "$OUT/guest-shim.out"
+root_exit=$(sed -n 's/^selftest-root-exit //p' "$OUT/guest-6.1.out")
+shim_exit=$(sed -n 's/^selftest-shim-exit //p' "$OUT/guest-6.1.out")
+[ -n "$root_exit" ] && [ "$root_exit" = "$shim_exit" ]
+tap_check "6.1 guest: dmabuf-heap exits the same as nobody under rstmemd exec ($shim_exit) as root without it ($root_exit)" $?
+for heap in "${HEAPS[@]}"; do
+  for test in "${TESTS[@]}"; do
+    shim=$(verdict "$OUT/guest-shim.out" "$heap" "$test")
+    real=$(verdict "$OUT/guest-root.out" "$heap" "$test")
+    if [ "$shim" = "$real" ] && [ "$real" != missing ]; then
+      tap_ok "6.1 guest, $heap: '$test' $shim as nobody under rstmemd exec, $real as root"
+    else
+      tap_not_ok "6.1 guest, $heap: '$test' $shim as nobody under rstmemd exec, $real as root"
+    fi
+  done
+  section=$(awk -v h="Testing heap: $heap" '/^Testing heap: / { inside = ($0 == h) } inside' "$OUT/guest-shim.out")
+  if printf '%s\n' "$section" | grep -q 'Could not open vgem - skipping'; then
+    root_section=$(awk -v h="Testing heap: $heap" '/^Testing heap: / { inside = ($0 == h) } inside' "$OUT/guest-root.out")
+    if printf '%s\n' "$root_section" | grep -q 'Could not open vgem - skipping'; then root_vgem="root's run did not import either"; else root_vgem="root's run imported"; fi
+    tap_skip "6.1 guest, $heap: the vgem import as nobody" "/dev/dri/card0 is root's (0600) in the guest; $root_vgem"
+  elif [ -n "$section" ]; then
+    tap_ok "6.1 guest, $heap: the vgem import ran as nobody"
+  fi
+done
 
 # ---- the end ------------------------------------------------------------------------
 
