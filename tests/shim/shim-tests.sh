@@ -25,6 +25,10 @@
 #      user nobody cannot open them; as nobody under `rstmemd exec`, against
 #      `rstmemd serve --backend dma-heap`, it gives root's verdicts (the vgem
 #      import is a SKIP there: /dev/dri/card0 is root's).
+#   5. In the mainline guest (tests/shim/guest-mainline.sh): a small program
+#      (tests/shim/protected-alloc.c) run as nobody cannot open
+#      /dev/dma_heap/protected,secure-video; under `rstmemd exec` against
+#      `serve --backend auto` it gets a real protected dma-buf.
 #
 # Environment: DAEMON_DLL (rstmemd.dll; build.sh passes it), RSTMEMD_LAUNCHER
 # (default build/bin/rstmemd). Needs ./build.sh first. Logs in build/shim/.
@@ -256,6 +260,25 @@ for heap in "${HEAPS[@]}"; do
     tap_ok "6.1 guest, $heap: the vgem import ran as nobody"
   fi
 done
+
+# ---- 5. in the mainline guest: a protected heap, as an unprivileged user ----------
+
+mainline=$("$ROOT/tests/kernel/build-kernel.sh" mainline) || die "no mainline test kernel (tests/kernel/build-kernel.sh mainline)"
+gcc -O2 -Wall -Wextra -Werror -I"$(dirname "$mainline")/headers/include" -o "$OUT/protected-alloc" "$HERE/protected-alloc.c" \
+  2>"$OUT/protected-alloc-build.log" || die "building tests/shim/protected-alloc.c failed: $(cat "$OUT/protected-alloc-build.log")"
+log "the mainline guest: protected-alloc as nobody, without and under rstmemd exec (tests/shim/guest-mainline.sh)"
+guest_status=0
+"$ROOT/tests/kernel/run-guest.sh" "$mainline" --timeout 600 --append cma=64M --env "DAEMON_DLL=$DAEMON_DLL" \
+  -- "$HERE/guest-mainline.sh" "$OUT/protected-alloc" > "$OUT/guest-mainline.out" 2> "$OUT/guest-mainline.err" || guest_status=$?
+while IFS= read -r line; do
+  case "$line" in
+    'check ok: '*) tap_ok "mainline guest: ${line#check ok: }" ;;
+    'check FAIL: '*) tap_not_ok "mainline guest: ${line#check FAIL: }" ;;
+  esac
+done < <(grep '^check ' "$OUT/guest-mainline.out" || true)
+failed_in_guest=$(grep -c '^check FAIL: ' "$OUT/guest-mainline.out" || true)
+[ "$guest_status" -eq "$failed_in_guest" ]
+tap_check "mainline guest: guest-mainline.sh ran to its end (exit $guest_status, $failed_in_guest failed check(s); build/shim/guest-mainline.err)" $?
 
 # ---- the end ------------------------------------------------------------------------
 
