@@ -117,7 +117,7 @@ internal static class ExecCommand
     /// <summary>
     /// The shim: <see cref="LibraryEnvironment"/>, else the build tree this
     /// rstmemd belongs to (build/native/ above its directory), else the
-    /// installed one (librstmem1: /usr/lib/&lt;multiarch&gt;/).
+    /// installed one (librstmem1: /usr/lib/&lt;multiarch&gt;/rstmem/).
     /// </summary>
     public static string? FindLibrary(out string searched)
     {
@@ -138,9 +138,9 @@ internal static class ExecCommand
         }
         if (Multiarch() is { } multiarch)
         {
-            candidates.Add($"/usr/lib/{multiarch}/{LibraryName}");
+            candidates.Add($"/usr/lib/{multiarch}/rstmem/{LibraryName}");
         }
-        candidates.Add($"/usr/local/lib/{LibraryName}");
+        candidates.Add($"/usr/local/lib/rstmem/{LibraryName}");
         searched = string.Join(", ", candidates);
         return candidates.FirstOrDefault(File.Exists) is { } found ? Path.GetFullPath(found) : null;
     }

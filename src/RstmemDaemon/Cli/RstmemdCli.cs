@@ -14,7 +14,7 @@ public static class RstmemdCli
     public const int ExitFailure = 1;
     public const int ExitUsage = 2;
 
-    private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, abi, conformance   (rstmemd --help for details)";
+    private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, abi, conformance, exec   (rstmemd --help for details)";
 
     /// <summary>One line naming what is wrong, then the usage line; exit code 2.</summary>
     public static int UsageError(TextWriter stderr, string message)
