@@ -264,7 +264,8 @@ static bool needs_mode(int flags) { return (flags & O_CREAT) || (flags & O_TMPFI
 
 static int do_open(const char *path, int flags, mode_t mode)
 {
-	const char *name = heap_of_path(path);
+	/* O_PATH opens no file to ioctl on: the kernel's answer stands. */
+	const char *name = (flags & O_PATH) ? NULL : heap_of_path(path);
 	if (name != NULL) {
 		int fd = open_heap(name, flags);
 		if (fd != -2)
@@ -276,7 +277,7 @@ static int do_open(const char *path, int flags, mode_t mode)
 static int do_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
 	/* Absolute paths only: a relative one is resolved against dirfd by the kernel. */
-	const char *name = heap_of_path(path);
+	const char *name = (flags & O_PATH) ? NULL : heap_of_path(path);
 	if (name != NULL) {
 		int fd = open_heap(name, flags);
 		if (fd != -2)
