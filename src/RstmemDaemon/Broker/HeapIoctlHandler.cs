@@ -4,7 +4,6 @@ using Microsoft.Extensions.Logging;
 using Rstmem.Daemon.Backends;
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
-using Rstmem.Interop.Abi;
 using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
 using static Rstmem.Daemon.Protocol.RstmemHeapIoctlProtocol;
@@ -25,8 +24,7 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
     private const uint IOC_IN = Ioc._IOC_WRITE << Ioc._IOC_DIRSHIFT;
     private const uint IOC_OUT = Ioc._IOC_READ << Ioc._IOC_DIRSHIFT;
 
-    private static readonly int LenOffset = FieldOffset.Of<dma_heap_allocation_data>(nameof(dma_heap_allocation_data.len));
-    private static readonly int FdOffset = FieldOffset.Of<dma_heap_allocation_data>(nameof(dma_heap_allocation_data.fd));
+    private static readonly int FdOffset = dma_heap_allocation_data.FdOffset;
 
     public OutgoingReply Handle(Connection client, rstmem_header header, ReadOnlySpan<byte> payload)
     {
@@ -99,7 +97,7 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
         {
             argument[..Math.Min(argument.Length, kdata.Length)].CopyTo(kdata);
         }
-        ulong len = MemoryMarshal.Read<ulong>(kdata[LenOffset..]);
+        ulong len = MemoryMarshal.Read<dma_heap_allocation_data>(kdata).len;
         long charge = len is 0 or > long.MaxValue ? 0 : (long)len;
         Errno errno = ledger.TryCharge(client.Uid, charge, out string refusal, out string? firstBreach);
         if (errno != Errno.None)
