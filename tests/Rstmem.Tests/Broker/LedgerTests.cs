@@ -26,6 +26,9 @@ public sealed class LedgerTests
 
         public int Observed => observed.Count;
 
+        public Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle) =>
+            Observe(buffer, () => sink.Released(token, System.Diagnostics.Stopwatch.GetTimestamp()), out handle);
+
         public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
         {
             handle = ++next;
