@@ -22,6 +22,10 @@ namespace Rstmem.Daemon.Broker;
 /// client cannot starve the rest. A reply is written into the dispatcher's
 /// one reply buffer and sent from there; only a reply the socket refuses is
 /// copied (into a pooled array), so a request costs no managed allocation.
+/// The kernel's allocations run on one worker thread per heap
+/// (<see cref="AllocationWorkers"/>), so a slow heap delays only its own
+/// requests; a connection with an ALLOC in flight is not read until its reply
+/// is made, so each connection's replies keep their order.
 /// </summary>
 public sealed class BrokerServer : IDisposable
 {
@@ -41,6 +45,7 @@ public sealed class BrokerServer : IDisposable
     private readonly ILogger logger;
     private readonly BufferLedger ledger;
     private readonly RequestDispatcher dispatcher;
+    private readonly AllocationWorkers workers;
     private readonly Dictionary<long, Connection> clients = [];
     private readonly SafeFd epoll;
     private readonly SafeFd wakeReader;
@@ -69,8 +74,9 @@ public sealed class BrokerServer : IDisposable
         HeapWatch = heapWatch;
         this.heapDirectoryChanged = heapDirectoryChanged;
         ledger.BufferReleased += (id, uid, heap, size) => logger.BufferReleased(id, size, heap, uid);
-        dispatcher = new RequestDispatcher(backend, ledger, () => clients.Count, refreshHeaps, logger);
         Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter).ThrowIfError("socketpair");
+        workers = new AllocationWorkers(wakeWriter);
+        dispatcher = new RequestDispatcher(backend, ledger, () => clients.Count, refreshHeaps, logger) { Workers = workers };
         Sys.TryEpollCreate(out epoll).ThrowIfError("epoll_create1");
         Watch(wakeReader, WakeToken);
         Watch(ledger.ReleaseEvents, ReleaseToken);
@@ -117,7 +123,7 @@ public sealed class BrokerServer : IDisposable
                     UpdateInterest(client);
                 }
             }
-            if (deadline is not null && (clients.Values.All(c => c.Outgoing.Count == 0) || DateTime.UtcNow >= deadline))
+            if (deadline is not null && ((workers.InFlight == 0 && clients.Values.All(c => c.Outgoing.Count == 0)) || DateTime.UtcNow >= deadline))
             {
                 break;
             }
@@ -150,7 +156,9 @@ public sealed class BrokerServer : IDisposable
                 switch (token)
                 {
                     case WakeToken:
+                        // A stop request, or allocations the heaps' workers have finished.
                         Sys.TryRead(wakeReader, receiveBuffer, out _);
+                        CompleteAllocations();
                         break;
                     case ReleaseToken:
                         ledger.HandleReleases();
@@ -191,7 +199,7 @@ public sealed class BrokerServer : IDisposable
     private void UpdateInterest(Connection client)
     {
         uint wanted = client.Outgoing.Count > 0 ? Epoll.EPOLLOUT
-            : !draining && !client.CloseAfterReplies ? Epoll.EPOLLIN
+            : !draining && !client.CloseAfterReplies && !client.AllocationInFlight ? Epoll.EPOLLIN
             : 0;
         if (wanted == client.Registered)
         {
@@ -276,7 +284,7 @@ public sealed class BrokerServer : IDisposable
     {
         if ((happened & Epoll.EPOLLIN) != 0)
         {
-            for (int i = 0; i < PacketsPerTurn && !client.CloseAfterReplies && client.Outgoing.Count == 0; i++)
+            for (int i = 0; i < PacketsPerTurn && !client.CloseAfterReplies && !client.AllocationInFlight && client.Outgoing.Count == 0; i++)
             {
                 Errno errno = Sys.TryReceiveMessage(client.Socket, receiveBuffer, 1, Sockets.MSG_DONTWAIT, out ReceivedMessage message);
                 if (errno == Errno.EAGAIN)
@@ -303,6 +311,11 @@ public sealed class BrokerServer : IDisposable
                 {
                     reply = dispatcher.Handle(client, receiveBuffer.AsSpan(0, message.Length));
                 }
+                if (reply.IsPending)
+                {
+                    client.AllocationInFlight = true; // its reply comes from CompleteAllocations; read nothing more till then
+                    break;
+                }
                 if (!Send(client, reply))
                 {
                     return;
@@ -325,6 +338,47 @@ public sealed class BrokerServer : IDisposable
             return;
         }
         UpdateInterest(client);
+    }
+
+    /// <summary>
+    /// Replies to the ALLOCs whose kernel call has finished, each to its
+    /// connection in order (a connection has one at a time), and lets those
+    /// connections be read again. A job whose connection is gone gives its
+    /// buffer and charge back.
+    /// </summary>
+    private void CompleteAllocations()
+    {
+        while (workers.TryTakeCompleted(out AllocationJob job))
+        {
+            Connection client = job.Client;
+            if (!clients.TryGetValue(client.Id, out Connection? current) || current != client)
+            {
+                dispatcher.AllocAbandoned(job);
+                workers.Return(job);
+                continue;
+            }
+            try
+            {
+                client.AllocationInFlight = false;
+                OutgoingReply reply = dispatcher.AllocCompleted(job);
+                workers.Return(job);
+                if (!Send(client, reply))
+                {
+                    continue;
+                }
+                if (client.CloseAfterReplies && client.Outgoing.Count == 0)
+                {
+                    Drop(client, null);
+                    continue;
+                }
+                UpdateInterest(client);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                logger.RequestFailed(e, client.Uid, client.Pid, e.Message);
+                Drop(client, e.Message);
+            }
+        }
     }
 
     /// <summary>
@@ -410,6 +464,7 @@ public sealed class BrokerServer : IDisposable
             client.Dispose();
         }
         clients.Clear();
+        workers.Dispose();
         ledger.Dispose();
         epoll.Dispose();
         wakeReader.Dispose();

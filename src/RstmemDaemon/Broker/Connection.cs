@@ -8,7 +8,13 @@ namespace Rstmem.Daemon.Broker;
 /// of the dispatcher's reply buffer (valid until its next request), and the
 /// descriptor it carries (closed once sent).
 /// </summary>
-internal readonly record struct OutgoingReply(int Length, SafeFd? Fd);
+internal readonly record struct OutgoingReply(int Length, SafeFd? Fd)
+{
+    /// <summary>No reply yet: the kernel's allocation runs on a worker (<see cref="AllocationWorkers"/>).</summary>
+    public static OutgoingReply Pending => new(-1, null);
+
+    public bool IsPending => Length < 0;
+}
 
 /// <summary>A reply the client's socket could not take yet: its bytes in a pooled array, returned once sent.</summary>
 internal readonly record struct QueuedReply(byte[] Packet, int Length, SafeFd? Fd)
@@ -46,6 +52,9 @@ internal sealed class Connection(long id, SafeFd socket, int pid, uint uid, uint
 
     /// <summary>The epoll events this connection is registered for now (changed only when its state changes).</summary>
     public uint Registered { get; set; }
+
+    /// <summary>An ALLOC of this connection is with a heap's worker: nothing more is read until its reply is made, so replies keep their order.</summary>
+    public bool AllocationInFlight { get; set; }
 
     /// <summary>Drop the connection once its replies are sent (after EBADMSG).</summary>
     public bool CloseAfterReplies { get; set; }

@@ -21,6 +21,12 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
 
     private readonly DateTime started = DateTime.UtcNow;
 
+    /// <summary>The job of an ALLOC run on the loop's thread (no workers: the kernel's call inline).</summary>
+    private readonly AllocationJob inlineJob = new();
+
+    /// <summary>Where the kernel's allocations run; null runs them inline, on the loop's thread.</summary>
+    public AllocationWorkers? Workers { get; init; }
+
     /// <summary>Every reply is written here; the server sends it (or copies it) before the next request.</summary>
     private readonly byte[] replyBuffer = new byte[RSTMEM_MAX_PACKET];
 
@@ -190,9 +196,33 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             return Error(client, header, errno, refusal);
         }
 
-        Span<byte> nameBytes = stackalloc byte[RSTMEM_BUFFER_NAME_LEN];
-        int nameLength = BufferName(heap, client, nameField, nameBytes);
-        errno = heap.Allocate(size, nameBytes[..(nameLength + 1)], out SafeFd buffer, out long actual);
+        AllocationJob job = Workers?.Rent() ?? inlineJob;
+        job.Client = client;
+        job.Header = header;
+        job.Heap = heap;
+        job.Size = size;
+        job.NameLength = BufferName(heap, client, nameField, job.Name);
+        if (Workers is null)
+        {
+            job.Run();
+            return AllocCompleted(job);
+        }
+        // The kernel's call runs on the heap's worker; AllocCompleted makes the reply on this thread.
+        Workers.Post(job);
+        return OutgoingReply.Pending;
+    }
+
+    /// <summary>
+    /// The second half of an ALLOC, on the loop's thread once the kernel has
+    /// answered: record and observe the buffer, or refund the charge.
+    /// </summary>
+    public OutgoingReply AllocCompleted(AllocationJob job)
+    {
+        Connection client = job.Client;
+        rstmem_header header = job.Header;
+        HeapProvider heap = job.Heap;
+        long size = job.Size;
+        Errno errno = job.Result;
         if (errno != Errno.None)
         {
             ledger.Refund(client.Uid, size);
@@ -200,6 +230,8 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             logger.AllocationFailed(size, heap.Name, client.Uid, client.Pid, errno.Name());
             return Error(client, header, errno, $"allocating {size} bytes from {heap.Name}: {errno.Describe()}");
         }
+        SafeFd buffer = job.Buffer!;
+        long actual = job.Actual;
 
         errno = ledger.TryRecord(buffer, client.Uid, client.Pid, heap.Name, size, actual, client.Id, out ulong id);
         if (errno != Errno.None)
@@ -210,7 +242,7 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
         }
         if (logger.IsEnabled(LogLevel.Information))
         {
-            logger.Handed(id, Encoding.UTF8.GetString(nameBytes[..nameLength]), actual, heap.Name, client.Uid, client.Pid);
+            logger.Handed(id, Encoding.UTF8.GetString(job.Name, 0, job.NameLength), actual, heap.Name, client.Uid, client.Pid);
         }
 
         var reply = new rstmem_alloc_reply { buffer_id = id, size = (ulong)actual };
@@ -219,6 +251,17 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             Wire.WriteString(Wire.Field(reply.heap, RSTMEM_HEAP_NAME_LEN), heap.Name, "heap name");
         }
         return Ok(client, header, reply, buffer);
+    }
+
+    /// <summary>An ALLOC whose client went away while the kernel worked: the buffer is closed and the charge taken back.</summary>
+    public void AllocAbandoned(AllocationJob job)
+    {
+        job.Buffer?.Dispose();
+        ledger.Refund(job.Client.Uid, job.Size);
+        if (job.Result != Errno.None)
+        {
+            ledger.CountFailure(job.Heap.Name);
+        }
     }
 
     private OutgoingReply Free(Connection client, rstmem_header header, ReadOnlySpan<byte> payload)
