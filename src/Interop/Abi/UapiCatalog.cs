@@ -203,6 +203,8 @@ internal static unsafe class UapiCatalog
             .Add(DmaBuf.DMA_BUF_SYNC_START).Add(DmaBuf.DMA_BUF_SYNC_END).Add(DmaBuf.DMA_BUF_SYNC_VALID_FLAGS_MASK)
             .Add(DmaBuf.DMA_BUF_NAME_LEN).Add(DmaBuf.DMA_BUF_BASE)
             .Add(DmaHeap.DMA_HEAP_IOC_MAGIC).Add(DmaHeap.DMA_HEAP_VALID_FD_FLAGS).Add(DmaHeap.DMA_HEAP_VALID_HEAP_FLAGS)
+            .Add(Epoll.EPOLLIN).Add(Epoll.EPOLLOUT).Add(Epoll.EPOLLERR).Add(Epoll.EPOLLHUP).Add(Epoll.EPOLLRDHUP)
+            .Add(Epoll.EPOLL_CLOEXEC).Add(Epoll.EPOLL_CTL_ADD).Add(Epoll.EPOLL_CTL_DEL).Add(Epoll.EPOLL_CTL_MOD)
             .Add(Fcntl.O_RDONLY).Add(Fcntl.O_WRONLY).Add(Fcntl.O_RDWR).Add(Fcntl.O_ACCMODE).Add(Fcntl.O_CREAT)
             .Add(Fcntl.O_EXCL).Add(Fcntl.O_NOCTTY).Add(Fcntl.O_TRUNC).Add(Fcntl.O_APPEND).Add(Fcntl.O_NONBLOCK)
             .Add(Fcntl.O_CLOEXEC)

@@ -139,6 +139,9 @@ public struct rstmem_stats_reply
     public uint count;
     public uint entry_size;
     public uint reserved;
+    public ulong releases;
+    public ulong release_latency_p99_us;
+    public ulong release_latency_max_us;
 }
 
 public unsafe struct rstmem_heap_stats

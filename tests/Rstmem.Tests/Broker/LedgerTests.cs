@@ -26,6 +26,12 @@ public sealed class LedgerTests
 
         public int Observed => observed.Count;
 
+        /// <summary>How long before its release each buffer was last seen held (the latency the ledger is told of).</summary>
+        public TimeSpan Unnoticed { get; set; }
+
+        public Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle) =>
+            Observe(buffer, () => sink.Released(token, System.Diagnostics.Stopwatch.GetTimestamp() - (long)(Unnoticed.TotalSeconds * System.Diagnostics.Stopwatch.Frequency)), out handle);
+
         public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
         {
             handle = ++next;
@@ -174,5 +180,24 @@ public sealed class LedgerTests
         Assert.False(first);
         ledger.Disconnected(Uid);
         Assert.True(ledger.TryConnect(Uid, out _));
+    }
+
+    [Fact]
+    public void Release_latency_is_counted_from_when_the_observer_last_saw_the_buffer_held()
+    {
+        var observer = new ScriptedObserver(200) { Unnoticed = TimeSpan.FromMilliseconds(5) };
+        using var ledger = new BufferLedger(observer, new BrokerLimits(4, 10_000, 4));
+        Assert.Equal((0UL, 0UL, 0UL), (ledger.ReleasesTimed, ledger.ReleaseLatencyMicroseconds(0.99), ledger.ReleaseLatencyMaxMicroseconds));
+        Record(ledger, 100);
+        observer.CloseSilently(1);
+
+        Assert.Equal(1, ledger.Sweep());
+
+        ulong max = ledger.ReleaseLatencyMaxMicroseconds;
+        ulong p99 = ledger.ReleaseLatencyMicroseconds(0.99);
+        Assert.Equal(1UL, ledger.ReleasesTimed);
+        Assert.True(max >= 5000, $"latency {max} µs: the observer last saw it held 5 ms before");
+        // One sample: the 99th percentile is the top of its power-of-two bucket.
+        Assert.Equal(System.Numerics.BitOperations.RoundUpToPowerOf2(max + 1), p99);
     }
 }

@@ -166,6 +166,9 @@ struct rstmem_stats_reply {
 	uint32_t count;		/* struct rstmem_heap_stats entries that follow */
 	uint32_t entry_size;	/* sizeof(struct rstmem_heap_stats) */
 	uint32_t reserved;
+	uint64_t releases;	/* buffers released (last close anywhere) since start */
+	uint64_t release_latency_p99_us;	/* last close to uncharge, 99th percentile (upper bound, power of two) */
+	uint64_t release_latency_max_us;	/* last close to uncharge, longest seen (upper bound) */
 };
 
 struct rstmem_heap_stats {
