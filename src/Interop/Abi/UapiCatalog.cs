@@ -233,7 +233,7 @@ internal static unsafe class UapiCatalog
             .Add(Sockets.MSG_PEEK).Add(Sockets.MSG_CTRUNC).Add(Sockets.MSG_TRUNC).Add(Sockets.MSG_DONTWAIT)
             .Add(Sockets.MSG_EOR).Add(Sockets.MSG_NOSIGNAL).Add(Sockets.MSG_CMSG_CLOEXEC)
             .Add(Sockets.SHUT_RD).Add(Sockets.SHUT_WR).Add(Sockets.SHUT_RDWR)
-            .Add(Stat.AT_EMPTY_PATH).Add(Stat.STATX_TYPE).Add(Stat.STATX_MODE).Add(Stat.STATX_INO)
+            .Add(Stat.AT_FDCWD).Add(Stat.AT_EMPTY_PATH).Add(Stat.STATX_TYPE).Add(Stat.STATX_MODE).Add(Stat.STATX_INO)
             .Add(Stat.STATX_SIZE).Add(Stat.STATX_BASIC_STATS)
             .Add(Stat.S_IFMT).Add(Stat.S_IFSOCK).Add(Stat.S_IFREG).Add(Stat.S_IFCHR).Add(Stat.S_IFDIR)
             .Add(Tee.TEE_IOC_MAGIC).Add(Tee.TEE_IOC_BASE).Add(Tee.TEE_MAX_ARG_SIZE)

@@ -19,7 +19,7 @@ namespace Rstmem.Daemon.Broker;
 /// the reply carries what the kernel did: its errno, the argument as the
 /// kernel left it, and the new dma-buf.
 /// </summary>
-internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger ledger, Action refreshHeaps, ILogger logger)
+internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger ledger, Action refreshHeaps, ILogger logger, byte[] replyBuffer)
 {
     private const uint IOC_IN = Ioc._IOC_WRITE << Ioc._IOC_DIRSHIFT;
     private const uint IOC_OUT = Ioc._IOC_READ << Ioc._IOC_DIRSHIFT;
@@ -163,7 +163,7 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
 
     private static bool IsNode(HeapProvider heap) => heap is DmaHeapProvider;
 
-    private static OutgoingReply Reply(Connection client, rstmem_header header, Errno errno, int result, byte[] data, SafeFd? buffer, ulong id, bool cloexec = false)
+    private OutgoingReply Reply(Connection client, rstmem_header header, Errno errno, int result, byte[] data, SafeFd? buffer, ulong id, bool cloexec = false)
     {
         var reply = new rstmem_heap_ioctl_reply
         {
@@ -177,13 +177,10 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
         return new OutgoingReply(Packet(client, header, Wire.Ok, Wire.Bytes(reply), data), buffer);
     }
 
-    private static OutgoingReply Error(Connection client, rstmem_header header, Errno errno, string message) =>
+    private OutgoingReply Error(Connection client, rstmem_header header, Errno errno, string message) =>
         new(Packet(client, header, Wire.Status(errno, message)), null);
 
-    private static byte[] Packet(Connection client, rstmem_header header, params byte[][] parts)
-    {
-        byte[] buffer = new byte[RSTMEM_MAX_PACKET];
-        int length = Wire.Build(buffer, (ushort)(header.opcode | RSTMEM_REPLY), header.request_id, client.Version, parts);
-        return buffer[..length];
-    }
+    /// <summary>The reply, written into the dispatcher's reply buffer (see <see cref="OutgoingReply"/>); its length.</summary>
+    private int Packet(Connection client, rstmem_header header, params byte[][] parts) =>
+        Wire.Build(replyBuffer, (ushort)(header.opcode | RSTMEM_REPLY), header.request_id, client.Version, parts);
 }

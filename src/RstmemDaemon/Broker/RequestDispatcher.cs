@@ -20,7 +20,6 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
     public static readonly string ServerName = "rstmemd " + (typeof(RequestDispatcher).Assembly.GetName().Version?.ToString(3) ?? "0");
 
     private readonly DateTime started = DateTime.UtcNow;
-    private readonly HeapIoctlHandler heapIoctl = new(backend, ledger, refreshHeaps, logger);
 
     /// <summary>The job of an ALLOC run on the loop's thread (no workers: the kernel's call inline).</summary>
     private readonly AllocationJob inlineJob = new();
@@ -30,6 +29,10 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
 
     /// <summary>Every reply is written here; the server sends it (or copies it) before the next request.</summary>
     private readonly byte[] replyBuffer = new byte[RSTMEM_MAX_PACKET];
+    private HeapIoctlHandler? heapIoctl;
+
+    /// <summary>HEAP_IOCTL (the preload shim's requests), writing into the same reply buffer.</summary>
+    private HeapIoctlHandler HeapIoctl => heapIoctl ??= new(backend, ledger, refreshHeaps, logger, replyBuffer);
 
     /// <summary>The bytes of <paramref name="reply"/>, valid until the next request is handled.</summary>
     public ReadOnlySpan<byte> Reply(OutgoingReply reply) => replyBuffer.AsSpan(0, reply.Length);
@@ -63,7 +66,7 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
                 RSTMEM_OP_ALLOC => Alloc(client, header, payload),
                 RSTMEM_OP_FREE => Free(client, header, payload),
                 RSTMEM_OP_STATS => Stats(client, header, payload),
-                RstmemHeapIoctlProtocol.RSTMEM_OP_HEAP_IOCTL => heapIoctl.Handle(client, header, payload),
+                RstmemHeapIoctlProtocol.RSTMEM_OP_HEAP_IOCTL => HeapIoctl.Handle(client, header, payload),
                 _ => Error(client, header, Errno.ENOSYS, $"unknown opcode {header.opcode}"),
             };
         }
