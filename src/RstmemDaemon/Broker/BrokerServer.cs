@@ -198,10 +198,10 @@ public sealed class BrokerServer : IDisposable
                 {
                     logger.LogWarning("uid {Uid} reached its MaxConnectionsPerUser limit ({Limit}); further refusals are not logged", peer.uid, ledger.Limits.MaxConnectionsPerUser);
                 }
-                socket.Dispose();
+                Policy.Refusal.SendAndClose(socket, Errno.EUSERS, ledger.ConnectionRefusal(peer.uid));
                 continue;
             }
-            var client = new Connection(++nextConnectionId, socket, peer.pid, peer.uid, peer.gid);
+            var client = new Connection(++nextConnectionId, socket, peer.pid, peer.uid, peer.gid) { Peer = Policy.PeerIdentity.Read(socket, peer) };
             clients[client.Id] = client;
             logger.LogDebug("client connected: uid {Uid} pid {Pid}", peer.uid, peer.pid);
         }

@@ -1,3 +1,4 @@
+using Rstmem.Daemon.Policy;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
 
@@ -87,6 +88,12 @@ public sealed class BufferLedger : IDisposable
 
     public BrokerLimits Limits { get; }
 
+    /// <summary>Who may allocate from which heap; swapped on reload (SIGHUP).</summary>
+    public PolicyReference Policy { get; } = new(AccessPolicy.Unrestricted);
+
+    /// <summary>Per heap per uid usage: the fair shares, and each caller's own statistics.</summary>
+    public HeapShares Shares { get; } = new();
+
     /// <summary>Readable when releases are waiting to be handled.</summary>
     public SafeFd ReleaseEvents => releases.Events;
 
@@ -132,10 +139,11 @@ public sealed class BufferLedger : IDisposable
     /// <summary>Handles the releases the kernel has reported: no work per live buffer.</summary>
     public int HandleReleases() => releases.Drain();
 
-    public void CountFailure(string heap)
+    public void CountFailure(string heap, uint uid)
     {
         Failures++;
         Heap(heap).Failures++;
+        Shares.Of(uid, heap).Failures++;
     }
 
     /// <summary>
@@ -155,6 +163,10 @@ public sealed class BufferLedger : IDisposable
         return true;
     }
 
+    /// <summary>What a connection refused by <see cref="TryConnect"/> is told.</summary>
+    public string ConnectionRefusal(uint uid) =>
+        $"MaxConnectionsPerUser: uid {uid} has {User(uid).Connections} connections open; the limit is {Limits.MaxConnectionsPerUser}";
+
     public void Disconnected(uint uid) => User(uid).Connections--;
 
     /// <summary>
@@ -165,7 +177,7 @@ public sealed class BufferLedger : IDisposable
     /// is the limit's name the first time this uid breaches it (log it once),
     /// else null. A charge is either <see cref="TryRecord">recorded</see> or <see cref="Refund">refunded</see>.
     /// </summary>
-    public Errno TryCharge(uint uid, long size, out string refusal, out string? firstBreach)
+    public Errno TryCharge(uint uid, string heap, long size, long shareLimit, out string refusal, out string? firstBreach)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         HandleReleases();
@@ -175,21 +187,27 @@ public sealed class BufferLedger : IDisposable
         string? limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
             : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
             : null;
+        if (limit is null && !Shares.Fits(uid, heap, size, shareLimit, out refusal))
+        {
+            limit = "pool share";
+        }
         if (limit is not null && RecountBeforeRefusing(user))
         {
             limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
                 : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
+                : !Shares.Fits(uid, heap, size, shareLimit, out refusal) ? "pool share"
                 : null;
         }
         if (limit is not null)
         {
             firstBreach = user.BreachesLogged.Add(limit) ? limit : null;
-            refusal = $"{limit}: uid {uid} holds {user.Buffers} buffers of {user.Bytes} bytes and asks for {size} more bytes; " +
+            refusal = limit == "pool share" ? refusal : $"{limit}: uid {uid} holds {user.Buffers} buffers of {user.Bytes} bytes and asks for {size} more bytes; " +
                       $"limits are {Limits.MaxBuffersPerUser} buffers and {Limits.MaxBytesPerUser} bytes";
             return Errno.EDQUOT;
         }
         user.Buffers++;
         user.Bytes += size;
+        Shares.Add(uid, heap, size, 1);
         return Errno.None;
     }
 
@@ -215,11 +233,12 @@ public sealed class BufferLedger : IDisposable
     }
 
     /// <summary>Takes back a charge whose allocation failed.</summary>
-    public void Refund(uint uid, long size)
+    public void Refund(uint uid, string heap, long size)
     {
         UserUsage user = User(uid);
         user.Buffers--;
         user.Bytes -= size;
+        Shares.Add(uid, heap, -size, -1);
     }
 
     /// <summary>
@@ -236,7 +255,7 @@ public sealed class BufferLedger : IDisposable
         Errno errno = releases.Observe(buffer, () => OnReleased(record), out long handle);
         if (errno != Errno.None)
         {
-            Refund(uid, charged);
+            Refund(uid, heap, charged);
             return errno;
         }
         record.Handle = handle;
@@ -250,6 +269,8 @@ public sealed class BufferLedger : IDisposable
         usage.LiveBuffers++;
         usage.LiveBytes += (ulong)size;
         User(uid).Bytes += size - charged;
+        Shares.Add(uid, heap, size - charged, 0);
+        Shares.Of(uid, heap).Allocations++;
         return Errno.None;
     }
 
@@ -297,6 +318,7 @@ public sealed class BufferLedger : IDisposable
         user.Buffers--;
         user.Bytes -= record.Size;
         user.Live.Remove(record.Handle);
+        Shares.Add(record.Uid, record.Heap, -record.Size, -1);
         if (record.Connection == 0)
         {
             records.Remove(record.Id);
