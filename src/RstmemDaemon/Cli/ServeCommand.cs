@@ -124,6 +124,9 @@ internal static class ServeCommand
             heapWatch = chosen.Kind == BackendKind.DmaHeap ? new HeapDirectoryWatch() : null;
             var limits = new BrokerLimits(options.Limits.MaxBuffersPerUser, options.MaxBytesPerUserValue, options.Limits.MaxConnectionsPerUser);
             using BrokerServer server = DaemonComposition.Broker(listener.Fd, chosen, limits, loggerFactory, refresh, heapWatch);
+            uint daemonUid = Sys.GetEffectiveUserId();
+            server.Ledger.Policy.Swap(options.AccessPolicy(daemonUid));
+            using IDisposable hangup = Policy.PolicyReload.OnHangup(problems => LoadOptions(configPath, overrides, problems), server.Ledger.Policy, daemonUid, log);
 
             var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, ApplicationName = "rstmemd" });
             builder.Logging.ClearProviders();
