@@ -196,6 +196,15 @@ static int exchange(struct rstmem_conn *conn, uint16_t opcode, const unsigned ch
 	do
 		n = recvmsg(conn->fd, &msg, MSG_CMSG_CLOEXEC | (send_errno ? MSG_DONTWAIT : 0));
 	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == ECONNRESET) {
+		/* The kernel reports a reset before the packets still queued:
+		 * the daemon's refusal may follow it. */
+		ssize_t again = recvmsg(conn->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (again >= 0)
+			n = again;
+		else
+			errno = ECONNRESET;
+	}
 	if (n < 0)
 		return fail_connection(conn, send_errno ? -send_errno : -errno,
 				       send_errno ? "sending a request" : "receiving a reply");

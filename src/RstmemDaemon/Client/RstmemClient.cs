@@ -231,8 +231,17 @@ public sealed class RstmemClient : IDisposable
             int length = Wire.Build(packet, opcode, id, Server?.Version ?? RSTMEM_PROTOCOL_VERSION, payload);
             Errno sent = Sys.TrySendMessage(socket, packet.AsSpan(0, length), [], Sockets.MSG_NOSIGNAL, out _);
             // A connection the daemon refused may already be closed: its one reply says why.
-            Sys.TryReceiveMessage(socket, buffer, 1, sent == Errno.None ? 0 : Sockets.MSG_DONTWAIT, out ReceivedMessage message)
-                .ThrowIfError(sent == Errno.None ? "recvmsg" : "sendmsg", SocketPath);
+            Errno received = Sys.TryReceiveMessage(socket, buffer, 1, sent == Errno.None ? 0 : Sockets.MSG_DONTWAIT, out ReceivedMessage message);
+            if (received == Errno.ECONNRESET)
+            {
+                // The kernel reports a reset before the packets still queued: the refusal may follow it.
+                received = Sys.TryReceiveMessage(socket, buffer, 1, Sockets.MSG_DONTWAIT, out message) == Errno.None ? Errno.None : received;
+            }
+            if (received != Errno.None)
+            {
+                throw new RstmemException(sent != Errno.None ? sent : received,
+                    $"rstmemd at {SocketPath}: {(sent != Errno.None ? "sendmsg" : "recvmsg")}: {(sent != Errno.None ? sent : received).Describe()}");
+            }
             try
             {
                 if (message.Length == 0)

@@ -20,6 +20,16 @@ internal static class Refusal
             int length = Wire.Build(packet, RSTMEM_REPLY, 0, RSTMEM_PROTOCOL_MIN_VERSION, Wire.Status(errno, message));
             // A fresh socket's buffer is empty, so this does not block; if it fails, the close alone still tells the client.
             Sys.TrySendMessage(socket, packet.AsSpan(0, length), [], Sockets.MSG_DONTWAIT | Sockets.MSG_NOSIGNAL, out _);
+            // Closing with requests unread would give the client ECONNRESET before it could read the
+            // reply (net/unix/af_unix.c, unix_release_sock), so what it sent already is read and dropped.
+            for (int i = 0; i < RSTMEM_MAX_PIPELINE; i++)
+            {
+                if (Sys.TryReceiveMessage(socket, packet, 1, Sockets.MSG_DONTWAIT, out ReceivedMessage request) != Errno.None || request.Length == 0)
+                {
+                    break;
+                }
+                request.CloseFds();
+            }
         }
     }
 }
