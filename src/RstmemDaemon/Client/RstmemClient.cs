@@ -255,7 +255,7 @@ public sealed class RstmemClient : IDisposable
                 ReadOnlySpan<byte> reply = buffer.AsSpan(0, message.Length);
                 rstmem_header header = Wire.ReadHeader(reply);
                 bool refused = header.opcode == RSTMEM_REPLY && header.request_id == 0; // the daemon refused the connection
-                if (!refused && header.opcode != (opcode | RSTMEM_REPLY) || header.request_id != id)
+                if (!refused && (header.opcode != (opcode | RSTMEM_REPLY) || header.request_id != id))
                 {
                     throw new RstmemException(Errno.EBADMSG, $"reply opcode 0x{header.opcode:x} id {header.request_id} does not answer request 0x{opcode:x} id {id}");
                 }

@@ -103,10 +103,17 @@ public static class DaemonLogging
     private static bool NeedsEscape(string text, int i)
     {
         char c = text[i];
-        if (c == '\\' || char.IsControl(c) || char.IsSurrogate(c))
+        if (char.IsHighSurrogate(c))
         {
-            // A valid surrogate pair is left alone by the caller.
-            return !(char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]));
+            return !(i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]));
+        }
+        if (char.IsLowSurrogate(c))
+        {
+            return !(i > 0 && char.IsHighSurrogate(text[i - 1]));
+        }
+        if (c == '\\' || char.IsControl(c))
+        {
+            return true;
         }
         UnicodeCategory category = CharUnicodeInfo.GetUnicodeCategory(c);
         return category is UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator or UnicodeCategory.Format;
