@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using System.CommandLine.Parsing;
 
 namespace Rstmem.Daemon.Cli;
@@ -13,6 +14,8 @@ public static class RstmemdCli
     public const int ExitOk = 0;
     public const int ExitFailure = 1;
     public const int ExitUsage = 2;
+
+    public const string Name = "rstmemd";
 
     private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, abi, conformance   (rstmemd --help for details)";
 
@@ -31,8 +34,13 @@ public static class RstmemdCli
         ArgumentNullException.ThrowIfNull(stdout);
         ArgumentNullException.ThrowIfNull(stderr);
 
-        var root = new RootCommand("rstmemd: brokers restricted (protected) dma-buf memory to unprivileged clients")
+        // A plain Command named "rstmemd", not RootCommand: RootCommand names itself after the
+        // executable through reflection over the entry assembly (on every start, READY=1 included),
+        // and in a test host that name is the runner's.
+        var root = new Command(Name, "rstmemd: brokers restricted (protected) dma-buf memory to unprivileged clients")
         {
+            new HelpOption(),
+            new VersionOption(),
             ServeCommand.Create(stderr),
             ClientCommands.Heaps(stdout, stderr),
             ClientCommands.Alloc(stdout, stderr),

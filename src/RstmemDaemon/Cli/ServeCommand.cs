@@ -1,7 +1,5 @@
 using System.CommandLine;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Rstmem.Daemon.Backends;
 using Rstmem.Daemon.Broker;
@@ -15,7 +13,7 @@ using Serilog.Events;
 
 namespace Rstmem.Daemon.Cli;
 
-/// <summary><c>rstmemd serve</c>: the broker, in the foreground, on Microsoft.Extensions.Hosting.</summary>
+/// <summary><c>rstmemd serve</c>: the broker, in the foreground (<see cref="DaemonLifetime"/>).</summary>
 internal static class ServeCommand
 {
     public const string DefaultConfig = "/etc/rstmemd/rstmemd.json";
@@ -23,7 +21,7 @@ internal static class ServeCommand
     public static Command Create(TextWriter stderr)
     {
         var config = new Option<string?>("--config") { Description = $"configuration file (default {DefaultConfig}, if present)" };
-        var backend = new Option<string?>("--backend") { Description = "auto, model, tee or dma-heap (default auto)" };
+        var backend = new Option<string?>("--backend") { Description = BackendNames.Expected + " (default auto; real never falls back to the model)" };
         var socket = new Option<string?>("--socket") { Description = "listening socket path (default /run/rstmemd/rstmemd.sock as root, else $XDG_RUNTIME_DIR/rstmemd.sock)" };
         var group = new Option<string?>("--socket-group") { Description = "group that may connect (socket mode 0660)" };
         var generation = new Option<string?>("--generation") { Description = "the model's kernel generation: v4, v6 or mainline" };
@@ -128,19 +126,8 @@ internal static class ServeCommand
             server.Ledger.Policy.Swap(options.AccessPolicy(daemonUid));
             using IDisposable hangup = Policy.PolicyReload.OnHangup(problems => LoadOptions(configPath, overrides, problems), server.Ledger.Policy, daemonUid, log);
 
-            var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, ApplicationName = "rstmemd" });
-            builder.Logging.ClearProviders();
-            builder.Logging.AddSerilog(serilog);
-            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
-            builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
-            builder.Services.AddSingleton(server);
-            builder.Services.AddSingleton(chosen);
-            builder.Services.AddSingleton(listener);
-            builder.Services.AddSingleton(SystemdNotifier.FromEnvironment());
-            builder.Services.AddHostedService<BrokerService>();
-            using IHost host = builder.Build();
-            host.Run();
-            return Environment.ExitCode;
+            var lifetime = new DaemonLifetime(server, SystemdNotifier.FromEnvironment(), log);
+            return lifetime.Run($"{chosen.KindName}, {chosen.Heaps.Count} heap(s), listening on {listener.Path}");
         }
         catch (Exception e) when (e is StartupException or ErrnoException or ArgumentException)
         {

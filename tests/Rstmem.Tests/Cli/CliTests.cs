@@ -43,10 +43,17 @@ public sealed class CliTests
         Assert.Matches(@"(?m)^dma_heap_allocation_data\s+24\s+len@0 fd@8 fd_flags@12 heap_flags@16$", stdout);
     }
 
-    /// <remarks>
-    /// Help is read from the real program: in-process, System.CommandLine names the
-    /// program after the executable that hosts it (the test runner).
-    /// </remarks>
+    [Fact]
+    public void Help_names_the_program_rstmemd_in_process_too()
+    {
+        // The test runner hosts this call: the program's name must not come from the host executable.
+        var (exit, stdout, stderr) = Run("--help");
+        Assert.Equal(0, exit);
+        Assert.Equal("", stderr);
+        Assert.Matches(@"(?m)^Usage:\n  rstmemd \[command\] \[options\]$", stdout);
+        Assert.Matches(@"(?m)^  --version\s{2,}\S", stdout);
+    }
+
     [Fact]
     public void Help_shows_the_usage_and_describes_every_command_the_usage_line_names()
     {
