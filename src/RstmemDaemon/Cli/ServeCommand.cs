@@ -124,9 +124,10 @@ internal static class ServeCommand
             using BrokerServer server = DaemonComposition.Broker(listener.Fd, chosen, limits, loggerFactory, refresh, heapWatch);
             uint daemonUid = Sys.GetEffectiveUserId();
             server.Ledger.Policy.Swap(options.AccessPolicy(daemonUid));
-            using IDisposable hangup = Policy.PolicyReload.OnHangup(problems => LoadOptions(configPath, overrides, problems), server.Ledger.Policy, daemonUid, log);
-
-            var lifetime = new DaemonLifetime(server, SystemdNotifier.FromEnvironment(), log);
+            var lifetime = new DaemonLifetime(server, SystemdNotifier.FromEnvironment(), log)
+            {
+                Reload = () => Policy.PolicyReload.Reload(problems => LoadOptions(configPath, overrides, problems), server.Ledger.Policy, daemonUid, log),
+            };
             return lifetime.Run($"{chosen.KindName}, {chosen.Heaps.Count} heap(s), listening on {listener.Path}");
         }
         catch (Exception e) when (e is StartupException or ErrnoException or ArgumentException)

@@ -1,25 +1,17 @@
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Rstmem.Daemon.Hosting;
 
 namespace Rstmem.Daemon.Policy;
 
 /// <summary>
-/// SIGHUP: reads the configuration again and, when it is valid, swaps in its access policy;
+/// SIGHUP (<see cref="DaemonLifetime.Reload"/>): reads the configuration again and, when it is valid, swaps in its access policy;
 /// connected clients stay connected. An invalid file keeps the current policy and logs each
 /// problem. Only the Access section takes effect this way; other keys need a restart.
 /// </summary>
 public static class PolicyReload
 {
-    /// <param name="load">Loads and validates the configuration as at startup; null when invalid (it reports the problems to <paramref name="problems"/>).</param>
-    public static IDisposable OnHangup(Func<TextWriter, DaemonOptions?> load, PolicyReference target, uint daemonUid, ILogger log) =>
-        PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
-        {
-            context.Cancel = true; // SIGHUP's default would end the process
-            Reload(load, target, daemonUid, log);
-        });
-
     /// <summary>One reload; true when the new policy is in place.</summary>
+    /// <param name="load">Loads and validates the configuration as at startup; null when invalid, with the problems written to its argument.</param>
     public static bool Reload(Func<TextWriter, DaemonOptions?> load, PolicyReference target, uint daemonUid, ILogger log)
     {
         ArgumentNullException.ThrowIfNull(load);

@@ -149,10 +149,58 @@ public sealed partial class LogHygieneTests : IDisposable
 
         Assert.True(sent >= Requests);
         Assert.True(lines.Length < 1000, $"{lines.Length} lines for {sent} requests");
+        TestContext.Current.SendDiagnosticMessage($"flood: {lines.Length} lines for {sent} requests");
+        Console.Error.WriteLine($"flood: {lines.Length} lines for {sent} requests");
         // Suppressed messages are counted, not lost: the hand-offs and malformed-request warnings beyond the first few.
         string all = string.Join('\n', lines);
         Assert.True(lines.Any(l => l.Contains("more message(s) like \"handed buffer", StringComparison.Ordinal)), all);
         Assert.True(lines.Any(l => l.Contains("more message(s) like \"dropping client", StringComparison.Ordinal)), all);
+    }
+
+    [Fact]
+    public void SIGHUP_reloads_the_access_policy_and_a_connected_client_keeps_its_connection()
+    {
+        string WithAccess(string access) => Configuration.TrimEnd().TrimEnd('}') + ", \"Access\": " + access + " }";
+        File.WriteAllText(ConfigPath, WithAccess("{ \"Rules\": [ { \"Name\": \"players\", \"Heaps\": [\"secure-video\"], \"Users\": [\"4321\"] } ] }"));
+        int daemonPid = 0;
+        string[] lines = RunDaemon(journal: true, () =>
+        {
+            using RstmemClient client = RstmemClient.Connect(SocketPath);
+            var refused = Assert.Throws<RstmemException>(() => client.Allocate("secure-video", 4096));
+            Assert.Equal(Errno.EACCES, refused.Errno);
+            Assert.Contains("rule 'players' needs user 4321", refused.Message, StringComparison.Ordinal);
+
+            File.WriteAllText(ConfigPath, WithAccess("{ \"Rules\": [ { \"Name\": \"players\", \"Heaps\": [\"secure-video\"], \"Groups\": [\"nosuchgroup\"] } ] }"));
+            Signal(daemonPid, "HUP");
+            File.WriteAllText(ConfigPath, WithAccess("{ \"Rules\": [ { \"Name\": \"root\", \"Heaps\": [\"secure-video\"], \"Groups\": [\"0\"] } ] }"));
+            Signal(daemonPid, "HUP");
+            // The reload runs on the daemon's signal thread: retry until it is in place (bounded by the give-up time).
+            var giveUp = Stopwatch.StartNew();
+            AllocatedBuffer? buffer = null;
+            while (buffer is null)
+            {
+                try
+                {
+                    buffer = client.Allocate("secure-video", 4096);
+                }
+                catch (RstmemException e) when (e.Errno == Errno.EACCES && giveUp.Elapsed < GiveUp.After)
+                {
+                    Thread.Sleep(20);
+                }
+            }
+            buffer.Dispose();
+        }, pid => daemonPid = pid);
+
+        int refusedAt = Array.FindIndex(lines, l => l.Contains("reload refused, the current access policy stays: rstmemd serve: invalid configuration: Access:Rules:0:Groups: 'nosuchgroup'", StringComparison.Ordinal));
+        int reloadedAt = Array.FindIndex(lines, l => l.Contains("reloaded the access policy: 1 rule(s), pool share 50%", StringComparison.Ordinal));
+        Assert.True(refusedAt >= 0 && reloadedAt > refusedAt, string.Join('\n', lines));
+    }
+
+    private static void Signal(int pid, string signal)
+    {
+        using Process kill = Process.Start("kill", ["-" + signal, pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+        Assert.Equal(0, kill.ExitCode);
     }
 
     [Fact]
@@ -221,7 +269,7 @@ public sealed partial class LogHygieneTests : IDisposable
     }
 
     /// <summary>Starts the daemon, runs <paramref name="clients"/> once it answers, stops it with SIGTERM, returns every line it wrote.</summary>
-    private string[] RunDaemon(bool journal, Action clients)
+    private string[] RunDaemon(bool journal, Action clients, Action<int>? started = null)
     {
         var info = new ProcessStartInfo(ProcessRunner.DotnetHost) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string argument in (string[])[RepoPaths.RstmemdDll, "serve", "--config", ConfigPath, "--socket", SocketPath])
@@ -237,6 +285,7 @@ public sealed partial class LogHygieneTests : IDisposable
             info.Environment["JOURNAL_STREAM"] = "8:12345";
         }
         using Process daemon = Process.Start(info)!;
+        started?.Invoke(daemon.Id);
         Task<string> stdout = daemon.StandardOutput.ReadToEndAsync();
         Task<string> stderr = daemon.StandardError.ReadToEndAsync();
         try
