@@ -7,7 +7,7 @@ namespace Rstmem.Tests.Cli;
 public sealed class CliTests
 {
     /// <summary>Every command rstmemd has, as this test states them.</summary>
-    private static readonly string[] Commands = ["serve", "heaps", "alloc", "stats", "abi", "conformance"];
+    private static readonly string[] Commands = ["serve", "heaps", "alloc", "stats", "abi", "conformance", "exec"];
 
     private static (int Exit, string Stdout, string Stderr) Run(params string[] args) => CliRun.Run(args);
 
@@ -66,7 +66,7 @@ public sealed class CliTests
         Match section = Regex.Match(stdout, @"(?ms)^Commands:\n(.*?)(?:\n\n|\z)");
         Assert.True(section.Success, $"no Commands section in:\n{stdout}");
         string[] entries = section.Groups[1].Value.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.All(entries, entry => Assert.Matches(@"^  [a-z]+\s{2,}\S", entry));
+        Assert.All(entries, entry => Assert.Matches(@"^  [a-z]+( <[a-z]+>)?\s{2,}\S", entry)); // exec <program>
         Assert.Equal(Commands.Order(StringComparer.Ordinal), entries.Select(e => e.TrimStart().Split(' ')[0]).Order(StringComparer.Ordinal));
 
         // The one-line usage printed after a usage error names the same commands.
@@ -86,7 +86,7 @@ public sealed class CliTests
 
         Assert.Equal(0, exit);
         Assert.Equal("", stderr);
-        Assert.Matches($@"(?m)^Usage:\n  rstmemd {command} \[options\]$", stdout);
+        Assert.Matches($@"(?m)^Usage:\n  rstmemd {command}( <[a-z]+>\.\.\.)? \[options\]$", stdout);
         Assert.Matches(@"(?m)^  -\?, -h, --help\s{2,}\S", stdout);
     }
 }
