@@ -229,7 +229,7 @@ internal static unsafe class UapiCatalog
             .Add(Sockets.AF_UNIX).Add(Sockets.SOCK_STREAM).Add(Sockets.SOCK_DGRAM).Add(Sockets.SOCK_SEQPACKET)
             .Add(Sockets.SOCK_NONBLOCK).Add(Sockets.SOCK_CLOEXEC)
             .Add(Sockets.SOL_SOCKET).Add(Sockets.SO_TYPE).Add(Sockets.SO_ACCEPTCONN).Add(Sockets.SO_PEERCRED)
-            .Add(Sockets.SO_PEERGROUPS).Add(Sockets.SCM_RIGHTS)
+            .Add(Sockets.SO_PEERGROUPS).Add(Sockets.SO_PEERSEC).Add(Sockets.SCM_RIGHTS)
             .Add(Sockets.MSG_PEEK).Add(Sockets.MSG_CTRUNC).Add(Sockets.MSG_TRUNC).Add(Sockets.MSG_DONTWAIT)
             .Add(Sockets.MSG_EOR).Add(Sockets.MSG_NOSIGNAL).Add(Sockets.MSG_CMSG_CLOEXEC)
             .Add(Sockets.SHUT_RD).Add(Sockets.SHUT_WR).Add(Sockets.SHUT_RDWR)

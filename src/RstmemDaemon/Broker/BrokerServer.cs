@@ -237,7 +237,7 @@ public sealed class BrokerServer : IDisposable
                 {
                     logger.ConnectionLimit(peer.uid, ledger.Limits.MaxConnectionsPerUser);
                 }
-                socket.Dispose();
+                Policy.Refusal.SendAndClose(socket, Errno.EUSERS, ledger.ConnectionRefusal(peer.uid));
                 continue;
             }
             long id = ++nextConnectionId;
@@ -250,7 +250,7 @@ public sealed class BrokerServer : IDisposable
                 socket.Dispose();
                 continue;
             }
-            var client = new Connection(id, socket, peer.pid, peer.uid, peer.gid) { Registered = Epoll.EPOLLIN };
+            var client = new Connection(id, socket, peer.pid, peer.uid, peer.gid) { Registered = Epoll.EPOLLIN, Peer = Policy.PeerIdentity.Read(socket, peer) };
             clients[client.Id] = client;
             logger.Connected(peer.uid, peer.pid);
         }

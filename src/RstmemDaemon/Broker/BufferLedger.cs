@@ -1,3 +1,4 @@
+using Rstmem.Daemon.Policy;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
 
@@ -91,6 +92,12 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
 
     public BrokerLimits Limits { get; }
 
+    /// <summary>Who may allocate from which heap; swapped on reload (SIGHUP).</summary>
+    public PolicyReference Policy { get; } = new(AccessPolicy.Unrestricted);
+
+    /// <summary>Per heap per uid usage: the fair shares, and each caller's own statistics.</summary>
+    public HeapShares Shares { get; } = new();
+
     /// <summary>Readable when releases are waiting to be handled.</summary>
     public SafeFd ReleaseEvents => releases.Events;
 
@@ -173,10 +180,11 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     /// <summary>Handles the releases the kernel has reported: no work per live buffer.</summary>
     public int HandleReleases() => releases.Drain();
 
-    public void CountFailure(string heap)
+    public void CountFailure(string heap, uint uid)
     {
         Failures++;
         Heap(heap).Failures++;
+        Shares.Of(uid, heap).Failures++;
     }
 
     /// <summary>
@@ -196,6 +204,10 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         return true;
     }
 
+    /// <summary>What a connection refused by <see cref="TryConnect"/> is told.</summary>
+    public string ConnectionRefusal(uint uid) =>
+        $"MaxConnectionsPerUser: uid {uid} has {User(uid).Connections} connections open; the limit is {Limits.MaxConnectionsPerUser}";
+
     public void Disconnected(uint uid) => User(uid).Connections--;
 
     /// <summary>
@@ -206,7 +218,7 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     /// is the limit's name the first time this uid breaches it (log it once),
     /// else null. A charge is either <see cref="TryRecord">recorded</see> or <see cref="Refund">refunded</see>.
     /// </summary>
-    public Errno TryCharge(uint uid, long size, out string refusal, out string? firstBreach)
+    public Errno TryCharge(uint uid, string heap, long size, long shareLimit, out string refusal, out string? firstBreach)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         HandleReleases();
@@ -216,21 +228,27 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         string? limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
             : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
             : null;
+        if (limit is null && !Shares.Fits(uid, heap, size, shareLimit, out refusal))
+        {
+            limit = "pool share";
+        }
         if (limit is not null && RecountBeforeRefusing(uid, user))
         {
             limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
                 : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
+                : !Shares.Fits(uid, heap, size, shareLimit, out refusal) ? "pool share"
                 : null;
         }
         if (limit is not null)
         {
             firstBreach = user.BreachesLogged.Add(limit) ? limit : null;
-            refusal = $"{limit}: uid {uid} holds {user.Buffers} buffers of {user.Bytes} bytes and asks for {size} more bytes; " +
+            refusal = limit == "pool share" ? refusal : $"{limit}: uid {uid} holds {user.Buffers} buffers of {user.Bytes} bytes and asks for {size} more bytes; " +
                       $"limits are {Limits.MaxBuffersPerUser} buffers and {Limits.MaxBytesPerUser} bytes";
             return Errno.EDQUOT;
         }
         user.Buffers++;
         user.Bytes += size;
+        Shares.Add(uid, heap, size, 1);
         return Errno.None;
     }
 
@@ -264,11 +282,12 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     }
 
     /// <summary>Takes back a charge whose allocation failed.</summary>
-    public void Refund(uint uid, long size)
+    public void Refund(uint uid, string heap, long size)
     {
         UserUsage user = User(uid);
         user.Buffers--;
         user.Bytes -= size;
+        Shares.Add(uid, heap, -size, -1);
     }
 
     /// <summary>
@@ -285,7 +304,7 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         if (errno != Errno.None)
         {
             freeSlots.Push(slot);
-            Refund(uid, charged);
+            Refund(uid, heap, charged);
             id = 0;
             return errno;
         }
@@ -301,6 +320,8 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         usage.LiveBuffers++;
         usage.LiveBytes += (ulong)size;
         User(uid).Bytes += size - charged;
+        Shares.Add(uid, heap, size - charged, 0);
+        Shares.Of(uid, heap).Allocations++;
         return Errno.None;
     }
 
@@ -369,6 +390,7 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         UserUsage user = User(record.Uid);
         user.Buffers--;
         user.Bytes -= record.Size;
+        Shares.Add(record.Uid, heapName, -record.Size, -1);
         CountLatency(notBefore);
         ulong id = record.Id;
         uint uid = record.Uid;

@@ -42,6 +42,9 @@ internal sealed class Connection(long id, SafeFd socket, int pid, uint uid, uint
 
     public uint Gid { get; } = gid;
 
+    /// <summary>Everything the kernel says about the peer (groups, LSM label, unit), for the access policy.</summary>
+    public Policy.PeerIdentity Peer { get; init; } = Policy.PeerIdentity.Of(uid, gid, pid);
+
     /// <summary>The protocol version HELLO agreed (1 until then).</summary>
     public ushort Version { get; set; } = 1;
 

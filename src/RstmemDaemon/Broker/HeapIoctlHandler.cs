@@ -99,14 +99,20 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
         }
         ulong len = MemoryMarshal.Read<dma_heap_allocation_data>(kdata).len;
         long charge = len is 0 or > long.MaxValue ? 0 : (long)len;
-        Errno errno = ledger.TryCharge(client.Uid, charge, out string refusal, out string? firstBreach);
+        // The access policy and pool share apply here as at ALLOC (src/RstmemDaemon/Policy).
+        Errno errno = Policy.Admission.Admit(ledger, client, heap, out long share, out string refusal);
+        string? firstBreach = null;
+        if (errno == Errno.None)
+        {
+            errno = ledger.TryCharge(client.Uid, heap.Name, charge, share, out refusal, out firstBreach);
+        }
         if (errno != Errno.None)
         {
             if (firstBreach is not null)
             {
                 logger.LogWarning("uid {Uid} reached its {Limit} limit: {Refusal}; further refusals are not logged", client.Uid, firstBreach, refusal);
             }
-            ledger.CountFailure(heap.Name);
+            ledger.CountFailure(heap.Name, client.Uid);
             return Error(client, header, errno, refusal);
         }
 
@@ -122,8 +128,8 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
                 }
             }
         }
-        ledger.Refund(client.Uid, charge);
-        ledger.CountFailure(heap.Name);
+        ledger.Refund(client.Uid, heap.Name, charge);
+        ledger.CountFailure(heap.Name, client.Uid);
         logger.LogInformation("heap ioctl 0x{Request:x8} on {Heap} for uid {Uid} pid {Pid} failed: {Errno}", request.request, heap.Name, client.Uid, client.Pid, errno.Name());
         return Reply(client, header, errno, -1, data, null, 0);
     }
@@ -144,12 +150,12 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
         }
         else
         {
-            ledger.Refund(client.Uid, charge);
+            ledger.Refund(client.Uid, heap.Name, charge);
         }
         if (errno != Errno.None)
         {
             buffer.Dispose();
-            ledger.CountFailure(heap.Name);
+            ledger.CountFailure(heap.Name, client.Uid);
             return Error(client, header, errno, $"cannot track the new buffer from {heap.Name}: {errno.Describe()}");
         }
         logger.LogInformation("handed buffer {BufferId} of {Size} bytes from {Heap} (program's own DMA_HEAP_IOCTL_ALLOC) to uid {Uid} pid {Pid}",

@@ -25,6 +25,14 @@ internal ref struct PacketWriter(Span<byte> buffer)
         length += Unsafe.SizeOf<T>();
     }
 
+    /// <summary>Appends the first <paramref name="bytes"/> bytes of a struct: its layout in an older protocol version that ended there.</summary>
+    public void AppendPrefix<T>(in T value, int bytes) where T : unmanaged
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, Unsafe.SizeOf<T>());
+        MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value))[..bytes].CopyTo(buffer[length..]);
+        length += bytes;
+    }
+
     /// <summary>
     /// Appends a status: the error and its message in UTF-8, cut at a
     /// character boundary to at most RSTMEM_MAX_MESSAGE bytes.

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Rstmem.Daemon.Backends;
+using Rstmem.Daemon.Policy;
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
 using Rstmem.Model;
@@ -66,6 +67,7 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
                 RSTMEM_OP_ALLOC => Alloc(client, header, payload),
                 RSTMEM_OP_FREE => Free(client, header, payload),
                 RSTMEM_OP_STATS => Stats(client, header, payload),
+                RSTMEM_OP_USAGE => Usage(client, header, payload),
                 RstmemHeapIoctlProtocol.RSTMEM_OP_HEAP_IOCTL => HeapIoctl.Handle(client, header, payload),
                 _ => Error(client, header, Errno.ENOSYS, $"unknown opcode {header.opcode}"),
             };
@@ -90,6 +92,10 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
     private OutgoingReply Hello(Connection client, rstmem_header header, ReadOnlySpan<byte> payload)
     {
         var request = Wire.ReadStruct<rstmem_hello_request>(payload, "HELLO");
+        if (request.flags != 0)
+        {
+            return Error(client, header, Errno.EINVAL, $"HELLO flags 0x{request.flags:x}: expected 0");
+        }
         ushort chosen = Math.Min(request.max_version, RSTMEM_PROTOCOL_VERSION);
         if (chosen < Math.Max(request.min_version, RSTMEM_PROTOCOL_MIN_VERSION) || request.min_version > request.max_version)
         {
@@ -137,7 +143,7 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
                 flags = (heap.Restricted ? RSTMEM_HEAP_RESTRICTED : RSTMEM_HEAP_MAPPABLE) | (known ? RSTMEM_HEAP_SIZES_KNOWN : 0),
                 total_bytes = known ? (ulong)counters!.TotalBytes : 0,
                 free_bytes = known ? (ulong)counters!.FreeBytes : 0,
-                max_alloc_bytes = (ulong)(known ? Math.Min(quotaLeft, counters!.LargestFreeExtentBytes) : quotaLeft),
+                max_alloc_bytes = (ulong)(known ? Math.Min(Admission.Headroom(ledger, client, heap, quotaLeft), counters!.LargestFreeExtentBytes) : Admission.Headroom(ledger, client, heap, quotaLeft)),
             };
             unsafe
             {
@@ -190,14 +196,19 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
         }
 
         long size = (long)request.size;
-        Errno errno = ledger.TryCharge(client.Uid, size, out string refusal, out string? firstBreach);
+        Errno errno = Admission.Admit(ledger, client, heap, out long share, out string refusal);
+        string? firstBreach = null;
+        if (errno == Errno.None)
+        {
+            errno = ledger.TryCharge(client.Uid, heap.Name, size, share, out refusal, out firstBreach);
+        }
         if (errno != Errno.None)
         {
             if (firstBreach is not null)
             {
                 logger.QuotaLimit(client.Uid, firstBreach, refusal);
             }
-            ledger.CountFailure(heap.Name);
+            ledger.CountFailure(heap.Name, client.Uid);
             return Error(client, header, errno, refusal);
         }
 
@@ -230,8 +241,8 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
         Errno errno = job.Result;
         if (errno != Errno.None)
         {
-            ledger.Refund(client.Uid, size);
-            ledger.CountFailure(heap.Name);
+            ledger.Refund(client.Uid, heap.Name, size);
+            ledger.CountFailure(heap.Name, client.Uid);
             logger.AllocationFailed(size, heap.Name, client.Uid, client.Pid, errno.Name());
             return Error(client, header, errno, $"allocating {size} bytes from {heap.Name}: {errno.Describe()}");
         }
@@ -242,7 +253,7 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
         if (errno != Errno.None)
         {
             buffer.Dispose();
-            ledger.CountFailure(heap.Name);
+            ledger.CountFailure(heap.Name, client.Uid);
             return Error(client, header, errno, $"cannot track the buffer's release: {errno.Describe()}");
         }
         if (logger.IsEnabled(LogLevel.Information))
@@ -262,10 +273,10 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
     public void AllocAbandoned(AllocationJob job)
     {
         job.Buffer?.Dispose();
-        ledger.Refund(job.Client.Uid, job.Size);
+        ledger.Refund(job.Client.Uid, job.Heap.Name, job.Size);
         if (job.Result != Errno.None)
         {
-            ledger.CountFailure(job.Heap.Name);
+            ledger.CountFailure(job.Heap.Name, job.Client.Uid);
         }
     }
 
@@ -287,24 +298,27 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             throw new ProtocolException($"STATS takes no payload; got {payload.Length} bytes");
         }
         ledger.HandleReleases();
+        StatsView view = Admission.Stats(ledger, client, clientCount());
         PacketWriter reply = Begin();
-        reply.Append(new rstmem_stats_reply
+        var totals = new rstmem_stats_reply
         {
             uptime_ms = (ulong)(DateTime.UtcNow - started).TotalMilliseconds,
-            allocations = ledger.Allocations,
-            failures = ledger.Failures,
-            live_buffers = ledger.LiveBuffers,
-            live_bytes = ledger.LiveBytes,
-            clients = (uint)clientCount(),
+            allocations = view.Allocations,
+            failures = view.Failures,
+            live_buffers = view.LiveBuffers,
+            live_bytes = view.LiveBytes,
+            clients = view.Clients,
             count = (uint)backend.Heaps.Count,
             entry_size = (uint)System.Runtime.CompilerServices.Unsafe.SizeOf<rstmem_heap_stats>(),
             releases = ledger.Released,
             release_latency_p99_us = ledger.ReleaseLatencyMicroseconds(0.99),
             release_latency_max_us = ledger.ReleaseLatencyMaxMicroseconds,
-        });
+        };
+        // Version 1's reply ended before the release fields: its clients find the entries right after it.
+        reply.AppendPrefix(totals, client.Version >= 2 ? System.Runtime.CompilerServices.Unsafe.SizeOf<rstmem_stats_reply>() : RstmemProtocol.StatsReplyVersion1Size);
         foreach (HeapProvider heap in backend.Heaps.All)
         {
-            HeapUsage usage = ledger.Heap(heap.Name);
+            var usage = view.Heap(heap.Name);
             PoolCounters? counters = heap.Counters;
             var entry = new rstmem_heap_stats
             {
@@ -325,6 +339,16 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             reply.Append(entry);
         }
         return Finish(client, header, reply, null);
+    }
+
+    private OutgoingReply Usage(Connection client, rstmem_header header, ReadOnlySpan<byte> payload)
+    {
+        if (client.Version < 2)
+        {
+            return Error(client, header, Errno.ENOSYS, $"USAGE needs protocol version 2; this connection negotiated {client.Version}");
+        }
+        Errno errno = Admission.Usage(ledger, backend, client, payload, out byte[][] parts, out string refusal);
+        return errno == Errno.None ? Ok(client, header, parts) : Error(client, header, errno, refusal);
     }
 
     private HeapProvider? Resolve(ReadOnlySpan<char> target, uint flags) => flags switch
