@@ -28,11 +28,18 @@ public static partial class Sys
         return errno;
     }
 
+    /// <summary>
+    /// SO_PEERPIDFD (include/uapi/asm-generic/socket.h, Linux 6.5; net/core/sock.c, sk_getsockopt).
+    /// Kept out of the uapi classes: Debian 12's headers (Linux 6.1) lack it, so the ABI proof
+    /// cannot compare it with C. 77 on x86, arm and arm64 (asm-generic).
+    /// </summary>
+    private const int SO_PEERPIDFD = 77;
+
     /// <summary>SO_PEERPIDFD (Linux 6.5+): a pidfd for the process that connected; ENOPROTOOPT on older kernels.</summary>
     public static unsafe Errno TryGetPeerPidFd(SafeFd fd, out SafeFd pidfd)
     {
         int value = -1;
-        Errno errno = TryGetSocketOption(fd, Sockets.SOL_SOCKET, Sockets.SO_PEERPIDFD, new Span<byte>(&value, sizeof(int)), out _);
+        Errno errno = TryGetSocketOption(fd, Sockets.SOL_SOCKET, SO_PEERPIDFD, new Span<byte>(&value, sizeof(int)), out _);
         // net/core/sock.c: the pidfd is created with O_CLOEXEC (pidfd_prepare with flags 0 gives O_RDWR | O_CLOEXEC).
         pidfd = SafeFd.DangerousAdopt(errno == Errno.None ? value : -1);
         return errno;

@@ -25,13 +25,6 @@ public static class Sockets
     /// <summary>The peer's LSM label, as a string (include/uapi/asm-generic/socket.h; net/core/sock.c, sk_getsockopt).</summary>
     public const int SO_PEERSEC = 31;
 
-    /// <summary>
-    /// A pidfd for the peer's process when it connected (include/uapi/asm-generic/socket.h, Linux 6.5;
-    /// net/core/sock.c, sk_getsockopt). Older kernels answer ENOPROTOOPT. Not in Debian 12's uapi
-    /// headers (Linux 6.1), so the ABI proof cannot compare it; the value is the same on x86, arm and arm64.
-    /// </summary>
-    public const int SO_PEERPIDFD = 77;
-
     public const int SCM_RIGHTS = 1;
 
     public const int MSG_PEEK = 0x2;
