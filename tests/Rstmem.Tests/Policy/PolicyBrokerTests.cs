@@ -208,6 +208,15 @@ public sealed class PolicyBrokerTests
         Assert.Equal(Errno.None, stats.Error);
         var totals = System.Runtime.InteropServices.MemoryMarshal.Read<rstmem_stats_reply>(stats.Body);
         Assert.Equal((1ul, (uint)BrokerFixture.HeapCount), (totals.allocations, totals.count));
+        // Version 1's layout: the entries right after the 56-byte totals, without version 2's release fields.
+        Assert.Equal(56 + (int)(totals.count * totals.entry_size), stats.Body.Length);
+        var first = System.Runtime.InteropServices.MemoryMarshal.Read<rstmem_heap_stats>(stats.Body.AsSpan(56));
+        string firstName;
+        unsafe
+        {
+            firstName = Wire.ReadString(Wire.Field(first.name, RSTMEM_HEAP_NAME_LEN), "heap name");
+        }
+        Assert.Contains(firstName, new[] { "system", BrokerFixture.CmaHeapName, "protected,secure-video", "protected,trusted-ui", "protected,secure-video-record" });
 
         raw.Send(RawClient.Packet(RSTMEM_OP_USAGE, 5, Wire.Bytes(new rstmem_usage_request()), version: 1));
         var usage = raw.Receive();
