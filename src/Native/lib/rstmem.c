@@ -320,20 +320,15 @@ static int resolve_socket_path(const char *socket_path, struct sockaddr_un *addr
 		const char *env = secure_getenv(RSTMEM_SOCKET_ENV);
 		if (env != NULL && env[0] != '\0') {
 			path = env;
-		} else if (geteuid() == 0) {
-			path = RSTMEM_DEFAULT_SOCKET;
 		} else {
-			const char *runtime = secure_getenv("XDG_RUNTIME_DIR");
-			if (runtime == NULL || runtime[0] == '\0') {
-				rstmem_debug("no socket: " RSTMEM_SOCKET_ENV " and XDG_RUNTIME_DIR are unset");
-				return -ENOENT;
+			/* A per-user daemon's socket if there is one, else the system service's. */
+			const char *runtime = geteuid() == 0 ? NULL : secure_getenv("XDG_RUNTIME_DIR");
+			path = RSTMEM_DEFAULT_SOCKET;
+			if (runtime != NULL && runtime[0] != '\0') {
+				int len = snprintf(joined, sizeof(joined), "%s/rstmemd.sock", runtime);
+				if (len > 0 && (size_t)len < sizeof(joined) && access(joined, F_OK) == 0)
+					path = joined;
 			}
-			int len = snprintf(joined, sizeof(joined), "%s/rstmemd.sock", runtime);
-			if (len < 0 || (size_t)len >= sizeof(joined)) {
-				rstmem_debug("socket path $XDG_RUNTIME_DIR/rstmemd.sock is too long");
-				return -ENAMETOOLONG;
-			}
-			path = joined;
 		}
 	}
 	size_t len = strlen(path);

@@ -155,8 +155,18 @@ static void test_connect(void)
 		setenv("XDG_RUNTIME_DIR", dir, 1);
 		CHECK_EQ(rstmem_connect(NULL, &conn), 0);
 		rstmem_disconnect(conn);
+		/* no per-user socket there: the system service's, whatever is (not) there */
+		struct rstmem_conn *direct = NULL;
+		int expected = rstmem_connect(RSTMEM_DEFAULT_SOCKET, &direct);
+		rstmem_disconnect(direct);
+		setenv("XDG_RUNTIME_DIR", "/nonexistent-runtime-dir", 1);
+		CHECK_EQ(rstmem_connect(NULL, &conn), expected);
+		rstmem_disconnect(conn);
+		conn = NULL;
 		unsetenv("XDG_RUNTIME_DIR");
-		CHECK_EQ(rstmem_connect(NULL, &conn), -ENOENT);
+		CHECK_EQ(rstmem_connect(NULL, &conn), expected);
+		rstmem_disconnect(conn);
+		conn = NULL;
 	}
 	setenv("RSTMEMD_SOCKET", socket_path, 1);
 	if (saved_xdg)

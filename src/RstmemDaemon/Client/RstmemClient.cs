@@ -81,12 +81,13 @@ public sealed class RstmemClient : IDisposable
         {
             return fromEnvironment;
         }
-        if (Sys.GetEffectiveUserId() == 0)
+        // A per-user daemon's socket if there is one (docs/protocol.md section 2), else the system service's.
+        string? runtime = Sys.GetEffectiveUserId() == 0 ? null : Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
+        if (!string.IsNullOrEmpty(runtime) && Path.Exists(Path.Combine(runtime, "rstmemd.sock")))
         {
-            return RSTMEM_DEFAULT_SOCKET;
+            return Path.Combine(runtime, "rstmemd.sock");
         }
-        string? runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
-        return string.IsNullOrEmpty(runtime) ? RSTMEM_DEFAULT_SOCKET : Path.Combine(runtime, "rstmemd.sock");
+        return RSTMEM_DEFAULT_SOCKET;
     }
 
     /// <summary>Connects and negotiates the version (HELLO).</summary>

@@ -126,9 +126,10 @@ struct rstmem_tee_shm {
 /**
  * rstmem_connect() - connect to rstmemd and negotiate the protocol version.
  * @socket_path: path of the daemon's socket, or NULL for the default:
- *	$RSTMEMD_SOCKET if set and non-empty, else RSTMEM_DEFAULT_SOCKET
- *	("/run/rstmemd/rstmemd.sock") when the effective uid is 0, else
- *	"$XDG_RUNTIME_DIR/rstmemd.sock" (docs/protocol.md section 2).
+ *	$RSTMEMD_SOCKET if set and non-empty, else (not root)
+ *	"$XDG_RUNTIME_DIR/rstmemd.sock" if that exists (a per-user daemon),
+ *	else RSTMEM_DEFAULT_SOCKET ("/run/rstmemd/rstmemd.sock", the system
+ *	service's) (docs/protocol.md section 2).
  * @out: receives the connection; set to NULL on failure.
  *
  * Opens a close-on-exec AF_UNIX SOCK_SEQPACKET socket, connects, and sends
@@ -138,9 +139,7 @@ struct rstmem_tee_shm {
  *
  * Return: 0 on success, or
  *  -EINVAL		@out is NULL, or @socket_path is "".
- *  -ENOENT		nothing at the socket path, or @socket_path is NULL and no
- *			default applies (RSTMEMD_SOCKET and XDG_RUNTIME_DIR unset
- *			and the caller is not root).
+ *  -ENOENT		nothing at the socket path (no daemon is running).
  *  -ENAMETOOLONG	the path does not fit in sockaddr_un.sun_path (107 bytes).
  *  -ECONNREFUSED	no daemon listens there (stale socket, or not a socket).
  *  -EACCES		no permission to connect (the socket is mode 0660 with
