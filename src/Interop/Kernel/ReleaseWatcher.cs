@@ -199,13 +199,14 @@ public sealed class ReleaseWatcher : IReleaseObserver
         lock (gate)
         {
             int released = 0;
+            bool overflowed = false;
             while (true)
             {
                 Errno errno = Sys.TryRead(inotify, events, out int length);
                 if (errno == Errno.EAGAIN || (errno == Errno.None && length == 0))
                 {
                     drainedEmpty = Stopwatch.GetTimestamp();
-                    return released;
+                    return overflowed ? released + ReleaseUnwatched() : released;
                 }
                 errno.ThrowIfError("read(inotify)");
                 for (int offset = 0; offset < length;)
@@ -215,6 +216,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
                     if ((e.mask & Inotify.IN_Q_OVERFLOW) != 0)
                     {
                         Overflows++;
+                        overflowed = true; // events were dropped: ask the kernel which watches are left
                         continue;
                     }
                     bool evicted = (e.mask & (Inotify.IN_IGNORED | Inotify.IN_DELETE_SELF)) != 0;
@@ -231,6 +233,49 @@ public sealed class ReleaseWatcher : IReleaseObserver
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// After IN_Q_OVERFLOW some events are lost, and a lost IN_IGNORED would
+    /// leave its buffer charged for ever. The kernel removes a watch when its
+    /// inode is evicted (fsnotify_inoderemove), and the inotify descriptor's
+    /// fdinfo lists the watches left ("inotify wd:%x ...",
+    /// fs/notify/fdinfo.c, inotify_fdinfo): every pending watch missing there
+    /// is a release. Returns how many were released.
+    /// </summary>
+    public int ReleaseUnwatched()
+    {
+        lock (gate)
+        {
+            if (pending.Count == 0)
+            {
+                return 0;
+            }
+            var live = new HashSet<int>();
+            string info = File.ReadAllText($"/proc/self/fdinfo/{inotify.DangerousFd.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+            foreach (string line in info.Split('\n'))
+            {
+                if (line.StartsWith("inotify wd:", StringComparison.Ordinal))
+                {
+                    int end = line.IndexOf(' ', 11);
+                    live.Add(int.Parse(line.AsSpan(11, (end < 0 ? line.Length : end) - 11), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture));
+                }
+            }
+            var gone = new List<int>();
+            foreach (int watch in pending.Keys)
+            {
+                if (!live.Contains(watch))
+                {
+                    gone.Add(watch);
+                }
+            }
+            foreach (int watch in gone)
+            {
+                pending.Remove(watch, out Listener listener);
+                listener.Fire(drainedEmpty);
+            }
+            return gone.Count;
         }
     }
 

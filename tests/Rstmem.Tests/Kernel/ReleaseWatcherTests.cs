@@ -43,6 +43,59 @@ public sealed class ReleaseWatcherTests
     }
 
     [Fact]
+    public void Watches_the_kernel_removed_are_releases_even_when_their_events_were_never_read()
+    {
+        using ReleaseWatcher watcher = ReleaseWatcher.ForReopenableFiles();
+        var released = new List<int>();
+        var buffers = new SafeFd[3];
+        for (int i = 0; i < buffers.Length; i++)
+        {
+            Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate($"lost-{i}", Memfd.MFD_CLOEXEC, out buffers[i]));
+            int which = i;
+            Assert.Equal(Errno.None, watcher.Observe(buffers[i], () => released.Add(which)));
+        }
+        buffers[0].Dispose();
+        buffers[2].Dispose();
+
+        // As after IN_Q_OVERFLOW: no event read, the kernel's list of watches asked instead.
+        Assert.Equal(2, watcher.ReleaseUnwatched());
+        Assert.Equal([0, 2], released.Order());
+        Assert.Equal(1, watcher.Observed);
+        Assert.Equal(0, watcher.Drain()); // their IN_IGNORED finds nothing pending: no second release
+
+        buffers[1].Dispose();
+        Assert.Equal(1, watcher.Drain());
+        Assert.Equal([0, 1, 2], released.Order());
+    }
+
+    [Fact]
+    public void No_release_is_lost_when_the_event_queue_overflows()
+    {
+        int queue = int.Parse(File.ReadAllText("/proc/sys/fs/inotify/max_queued_events").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        if (queue > 200_000)
+        {
+            Assert.Skip($"fs.inotify.max_queued_events is {queue}: overflowing it would take too many files here");
+        }
+        // Each memfd's eviction queues IN_DELETE_SELF and IN_IGNORED: this many overflow the queue.
+        int files = queue / 2 + 64;
+        using ReleaseWatcher watcher = ReleaseWatcher.ForReopenableFiles();
+        int released = 0;
+        for (int i = 0; i < files; i++)
+        {
+            Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("overflow", Memfd.MFD_CLOEXEC, out SafeFd buffer));
+            using (buffer)
+            {
+                Assert.Equal(Errno.None, watcher.Observe(buffer, () => released++));
+            }
+        }
+
+        Assert.Equal(files, watcher.Drain());
+        Assert.True(watcher.Overflows > 0, $"the queue of {queue} events did not overflow with {files} files");
+        Assert.Equal(files, released);
+        Assert.Equal(0, watcher.Observed);
+    }
+
+    [Fact]
     public void A_reference_counting_observer_polls_and_holds_one_duplicate_per_buffer()
     {
         using IReleaseObserver observer = LinuxKernel.Instance.ObserveReleases(ReleaseSignal.ReferenceCount);
