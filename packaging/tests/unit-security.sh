@@ -42,7 +42,7 @@ fi
 
 # ---- what the daemon expects of its units (src/RstmemDaemon/Hosting) ----------
 [ "$(unit_value "$SERVICE" Type)" = notify ] && [ "$(unit_value "$SERVICE" NotifyAccess)" = main ]
-tap_check "service: Type=notify, NotifyAccess=main (BrokerService sends READY=1 from the main process)" $?
+tap_check "service: Type=notify, NotifyAccess=main (DaemonLifetime sends READY=1 from the main process)" $?
 
 listen=$(grep -c '^Listen[A-Za-z]*=' "$SOCKET")
 [ "$listen" -eq 1 ] && [ -n "$(unit_value "$SOCKET" ListenSequentialPacket)" ]

@@ -1,7 +1,5 @@
 using System.CommandLine;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Rstmem.Daemon.Backends;
 using Rstmem.Daemon.Broker;
@@ -15,7 +13,7 @@ using Serilog.Events;
 
 namespace Rstmem.Daemon.Cli;
 
-/// <summary><c>rstmemd serve</c>: the broker, in the foreground, on Microsoft.Extensions.Hosting.</summary>
+/// <summary><c>rstmemd serve</c>: the broker, in the foreground (<see cref="DaemonLifetime"/>).</summary>
 internal static class ServeCommand
 {
     public const string DefaultConfig = "/etc/rstmemd/rstmemd.json";
@@ -125,19 +123,8 @@ internal static class ServeCommand
             var limits = new BrokerLimits(options.Limits.MaxBuffersPerUser, options.MaxBytesPerUserValue, options.Limits.MaxConnectionsPerUser);
             using BrokerServer server = DaemonComposition.Broker(listener.Fd, chosen, limits, loggerFactory, refresh, heapWatch);
 
-            var builder = new HostApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, ApplicationName = "rstmemd" });
-            builder.Logging.ClearProviders();
-            builder.Logging.AddSerilog(serilog);
-            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
-            builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
-            builder.Services.AddSingleton(server);
-            builder.Services.AddSingleton(chosen);
-            builder.Services.AddSingleton(listener);
-            builder.Services.AddSingleton(SystemdNotifier.FromEnvironment());
-            builder.Services.AddHostedService<BrokerService>();
-            using IHost host = builder.Build();
-            host.Run();
-            return Environment.ExitCode;
+            var lifetime = new DaemonLifetime(server, SystemdNotifier.FromEnvironment(), log);
+            return lifetime.Run($"{chosen.KindName}, {chosen.Heaps.Count} heap(s), listening on {listener.Path}");
         }
         catch (Exception e) when (e is StartupException or ErrnoException or ArgumentException)
         {

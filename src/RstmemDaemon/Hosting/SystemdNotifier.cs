@@ -5,7 +5,7 @@ namespace Rstmem.Daemon.Hosting;
 
 /// <summary>
 /// sd_notify(3) for Type=notify: READY=1 once listening, STATUS= lines,
-/// STOPPING=1. A datagram to $NOTIFY_SOCKET (a path, or '@' for the abstract
+/// RELOADING=1 around a reload, STOPPING=1. A datagram to $NOTIFY_SOCKET (a path, or '@' for the abstract
 /// namespace); without it every call is a no-op. The environment comes in
 /// through the constructor so tests need no systemd.
 /// </summary>
@@ -20,6 +20,9 @@ public sealed class SystemdNotifier(string? notifySocket)
     public void Status(string status) => Send($"STATUS={status}");
 
     public void Stopping(string status) => Send($"STOPPING=1\nSTATUS={status}");
+
+    /// <summary>RELOADING=1 with CLOCK_MONOTONIC in microseconds (Stopwatch's clock on Linux) (Type=notify-reload, systemd 253); READY=1 ends it.</summary>
+    public void Reloading() => Send($"RELOADING=1\nMONOTONIC_USEC={System.Diagnostics.Stopwatch.GetTimestamp() / (System.Diagnostics.Stopwatch.Frequency / 1_000_000)}");
 
     private void Send(string message)
     {

@@ -181,6 +181,37 @@ public sealed class ServeProcessTests : IDisposable
         }
     }
 
+    [Fact]
+    public void SIGHUP_is_a_reload_not_an_exit_and_connected_clients_keep_their_connections()
+    {
+        string notifyPath = Path.Combine(directory, "notify.sock");
+        Assert.Equal(Errno.None, Interop.Sys.TrySocket(Sockets.AF_UNIX, Sockets.SOCK_DGRAM, 0, out SafeFd notify));
+        using (notify)
+        {
+            Assert.Equal(Errno.None, Interop.Sys.TryBindUnix(notify, notifyPath));
+            using Process daemon = Start(Serve(), new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath });
+            try
+            {
+                Assert.Contains("READY=1", ReadDatagram(notify, GiveUp.Milliseconds), StringComparison.Ordinal);
+                using RstmemClient client = RstmemClient.Connect(SocketPath);
+                using AllocatedBuffer before = client.Allocate("secure-video", Page);
+
+                Assert.Equal(0, ProcessRunner.Run("kill", ["-HUP", daemon.Id.ToString(CultureInfo.InvariantCulture)]).ExitCode);
+                // systemd's reload protocol: RELOADING=1, then READY=1 once done.
+                Assert.Contains("RELOADING=1", ReadDatagram(notify, GiveUp.Milliseconds), StringComparison.Ordinal);
+                Assert.Contains("READY=1", ReadDatagram(notify, GiveUp.Milliseconds), StringComparison.Ordinal);
+
+                Assert.False(daemon.HasExited, "rstmemd exited on SIGHUP");
+                using AllocatedBuffer after = client.Allocate("secure-video", Page); // the same connection
+                Assert.Equal(before.Id + 1, after.Id);
+            }
+            finally
+            {
+                Stop(daemon);
+            }
+        }
+    }
+
     private static string ReadDatagram(SafeFd socket, int timeoutMilliseconds)
     {
         Span<pollfd> fds = [new pollfd { fd = socket.DangerousFd, events = Poll.POLLIN }];
