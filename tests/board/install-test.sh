@@ -89,6 +89,7 @@ phase_install() {
 
 phase_serve() {
   local out status pid state
+  mkdir -p "$WORK"
   tap_diag <<<"second boot: $(systemd-analyze time 2>&1 | head -n 1)"
   systemctl --failed --no-legend 2>&1 | tap_diag
 
@@ -166,9 +167,15 @@ phase_serve() {
     && tap_ok "rstmemd alloc --use-case secure-video --size 1M as $PLAYER: $SIZE_1M bytes from protected,secure-video" \
     || tap_not_ok "rstmemd alloc --use-case secure-video --size 1M as $PLAYER: exit $status"
 
-  # --- Held by a player: exp_name, mmap, and the charge; released at its exit.
-  local before held after fifo player_out player_pid
-  before=$(heap_live_bytes protected,secure-video)
+  # --- The buffers of rstmem-alloc and rstmemd alloc, whose processes are gone,
+  # return: on Linux 7.x the daemon sees a last close by reading fdinfo counts
+  # (dma-bufs send no inotify events), so poll STATS, with a bound to give up at.
+  local before held after fifo player_out player_pid i
+  for ((i = 0; i < 300; i++)); do before=$(heap_live_bytes protected,secure-video); [ "$before" = 0 ] && break; sleep 0.2; done
+  [ "$before" = 0 ] && tap_ok "STATS: the buffers of the exited rstmem-alloc and rstmemd alloc were returned (live bytes 0)" \
+    || tap_not_ok "STATS: protected,secure-video still has '$before' live bytes after its clients exited"
+
+  # --- Held by a player: exp_name, mmap, and the charge; returned at its exit.
   fifo=$WORK/hold
   player_out=$WORK/player.out
   rm -f "$fifo"
@@ -177,7 +184,6 @@ phase_serve() {
   player_pid=$!
   exec 8>"$fifo"
   # A bound to give up at, not a measure: the player is waiting on its stdin once it printed "holding".
-  local i
   for ((i = 0; i < 600; i++)); do grep -q '^holding' "$player_out" 2>/dev/null && break; kill -0 "$player_pid" 2>/dev/null || break; sleep 0.1; done
   tap_diag < "$player_out"
   grep -q '^heap protected,secure-video$' "$player_out" && tap_ok "board-player: the buffer comes from protected,secure-video" \
@@ -192,8 +198,6 @@ phase_serve() {
   exec 8>&-
   wait "$player_pid"
   status=$?
-  # The daemon sees the last close by reading fdinfo counts (Linux 7.x sends no
-  # inotify events for dma-bufs): poll STATS, with a bound to give up at.
   for ((i = 0; i < 300; i++)); do after=$(heap_live_bytes protected,secure-video); [ "$after" = "$before" ] && break; sleep 0.2; done
   [ "$status" -eq 0 ] && [ "$after" = "$before" ] && tap_ok "STATS: the player's quota returns after it exits (live bytes $after)" \
     || tap_not_ok "STATS after the player exited (exit $status): live bytes '$after', expected $before"
@@ -236,16 +240,24 @@ phase_serve() {
   [ "$state" = active ] && tap_ok "rstmemd.socket stayed active across the restart" || tap_not_ok "rstmemd.socket is '$state' after the restart"
 
   # --- Purge removes the units and the configuration.
+  local files
+  files=$(dpkg -L rstmemd librstmem1 librstmem-dev 2>/dev/null | while IFS= read -r path; do [ -d "$path" ] || printf '%s\n' "$path"; done)
   apt purge -y rstmemd librstmem-dev librstmem1 > "$WORK/purge.log" 2>&1
   status=$?
   [ "$status" -eq 0 ] && tap_ok "apt purge rstmemd librstmem-dev librstmem1" || tap_not_ok "apt purge: exit $status" "$(tail -n 20 "$WORK/purge.log")"
-  local left=()
-  for path in /lib/systemd/system/rstmemd.service /lib/systemd/system/rstmemd.socket /etc/rstmemd \
-    /usr/bin/rstmemd /lib/udev/rules.d/70-rstmemd.rules /usr/lib/sysusers.d/rstmemd.conf "$SOCKET" \
-    /etc/systemd/system/sockets.target.wants/rstmemd.socket; do
-    [ -e "$path" ] || [ -L "$path" ] && left+=("$path")
-  done
-  [ ${#left[@]} -eq 0 ] && tap_ok "after purge: no unit, configuration, binary, rule or socket is left" \
+  local left=() path
+  printf '%s\n' "$files" | grep -q '^/lib/systemd/system/rstmemd.service$' && printf '%s\n' "$files" | grep -q '^/etc/rstmemd/rstmemd.json$' \
+    && tap_ok "dpkg -L listed the packages' $(printf '%s\n' "$files" | wc -l) files before the purge, units and conffile among them" \
+    || tap_not_ok "dpkg -L before the purge did not list rstmemd.service and /etc/rstmemd/rstmemd.json"
+  while IFS= read -r path; do
+    [ -n "$path" ] && { [ -e "$path" ] || [ -L "$path" ]; } && left+=("$path")
+  done <<<"$files
+/etc/rstmemd
+$SOCKET
+/etc/systemd/system/sockets.target.wants/rstmemd.socket
+/etc/systemd/system/rstmemd.socket
+/etc/systemd/system/rstmemd.service"
+  [ ${#left[@]} -eq 0 ] && tap_ok "after purge no file of the packages is left: units, configuration, binary, rules, sysusers, socket" \
     || tap_not_ok "after purge these remain: ${left[*]}"
   out=$(systemctl list-unit-files --no-legend 'rstmemd*' 2>&1)
   [ -z "$out" ] && tap_ok "after purge systemd knows no rstmemd unit" || tap_not_ok "after purge systemctl list-unit-files: $out"
