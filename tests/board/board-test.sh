@@ -99,16 +99,24 @@ main() {
   done
   tap_ok "the arm64 packages $version are in dist/"
 
-  local parts
-  parts=$("$BOARD_DIR/build-board.sh" kernel) || bail "the board's kernel could not be built (tests/board/build-board.sh kernel; see its log above)"
-  KERNEL=${parts#KERNEL=}
-  tap_ok "board kernel: $(sed -n 's/^package=//p' "$KERNEL/info") $(sed -n 's/^version=//p' "$KERNEL/info") for arm64 with tee-testdrv ($KERNEL)"
-  parts=$("$BOARD_DIR/build-board.sh" rootfs) || bail "the board's root file system could not be built (tests/board/build-board.sh rootfs; see its log above)"
-  ROOTFS=${parts#ROOTFS=}
-  tap_ok "board root file system: Debian bookworm arm64, $(wc -l < "$ROOTFS/packages") packages ($ROOTFS)"
-
   local work
   make_temp_dir work board
+
+  # Cold, the two builds overlap: the image's downloads and emulated
+  # maintainer scripts leave room beside the kernel's make -j$(nproc).
+  local rootfs_pid kernel_status=0 rootfs_status=0
+  "$BOARD_DIR/build-board.sh" rootfs > "$work/rootfs.out" &
+  rootfs_pid=$!
+  on_exit "kill $rootfs_pid 2>/dev/null || true"
+  "$BOARD_DIR/build-board.sh" kernel > "$work/kernel.out" || kernel_status=$?
+  wait "$rootfs_pid" || rootfs_status=$?
+  [ "$kernel_status" -eq 0 ] || bail "the board's kernel could not be built (tests/board/build-board.sh kernel: exit $kernel_status; its log is above)"
+  KERNEL=$(sed -n 's/^KERNEL=//p' "$work/kernel.out")
+  tap_ok "board kernel: $(sed -n 's/^package=//p' "$KERNEL/info") $(sed -n 's/^version=//p' "$KERNEL/info") for arm64 with tee-testdrv ($KERNEL)"
+  [ "$rootfs_status" -eq 0 ] || bail "the board's root file system could not be built (tests/board/build-board.sh rootfs: exit $rootfs_status; its log is above)"
+  ROOTFS=$(sed -n 's/^ROOTFS=//p' "$work/rootfs.out")
+  tap_ok "board root file system: Debian bookworm arm64, $(wc -l < "$ROOTFS/packages") packages ($ROOTFS)"
+
   SHARE=$work/share
   DISK=$work/disk.qcow2
   mkdir -p "$SHARE/debs"

@@ -90,7 +90,7 @@ phase_install() {
 phase_serve() {
   local out status pid state
   mkdir -p "$WORK"
-  tap_diag <<<"second boot: $(systemd-analyze time 2>&1 | head -n 1)"
+  systemd-analyze time 2>&1 | sed 's/^/second boot: /' | tap_diag
   systemctl --failed --no-legend 2>&1 | tap_diag
 
   # --- Socket activation, after a boot.
