@@ -17,7 +17,9 @@
 # tests/board/guest/* and ROOTFS_RECIPE. The sid source .deb is the one
 # tests/kernel/build-kernel.sh fetched and pinned for the x86 mainline kernel
 # (fetched here the same way when it is not there yet). flock keeps two runs
-# from building the same part at once.
+# from building the same part at once. An interrupted kernel build resumes
+# from its tree in work/kernel-<hash>/ (removed once the kernel is cached);
+# RSTMEM_BOARD_JOBS sets make's -j (default: nproc).
 #
 # The root file system is made by mmdebstrap with arm64 maintainer scripts run
 # under qemu-user: binfmt_misc is mounted (when it is not) and qemu-aarch64
@@ -67,31 +69,41 @@ kernel_key() {
   } | hash_of
 }
 
-build_kernel() { # OUT
-  local out=$1 work tree build_log start make_args
-  work=$BOARD_CACHE/work/kernel
-  rm -rf "$work"
-  mkdir -p "$work"
+build_kernel() { # OUT KEY
+  local out=$1 key=$2 work tree build_log start make_args jobs=${RSTMEM_BOARD_JOBS:-$(nproc)}
+  work=$BOARD_CACHE/work/kernel-$key
   build_log=$work/build.log
   start=$SECONDS
-
-  log "kernel: unpacking $SOURCE_PACKAGE $SOURCE_VERSION into $work"
-  dpkg-deb --fsys-tarfile "$SOURCE_DEB" | tar -x -C "$work" --wildcards './usr/src/linux-source-*.tar.xz'
-  tar -xf "$work"/usr/src/linux-source-*.tar.xz -C "$work"
-  rm -rf "${work:?}/usr"
-  tree=$(ls -d "$work"/linux-source-*/)
-  tree=${tree%/}
-  add_tee_testdrv "$tree"
+  if [ -f "$work/configured" ]; then
+    # An interrupted build of these same inputs: make carries on where it stopped.
+    tree=$(ls -d "$work"/linux-source-*/)
+    tree=${tree%/}
+    log "kernel: resuming the build in $work"
+  else
+    # Trees of earlier (failed or superseded) builds go.
+    rm -rf "$BOARD_CACHE"/work/kernel-*
+    mkdir -p "$work"
+    log "kernel: unpacking $SOURCE_PACKAGE $SOURCE_VERSION into $work"
+    dpkg-deb --fsys-tarfile "$SOURCE_DEB" | tar -x -C "$work" --wildcards './usr/src/linux-source-*.tar.xz'
+    tar -xf "$work"/usr/src/linux-source-*.tar.xz -C "$work"
+    rm -rf "${work:?}/usr"
+    tree=$(ls -d "$work"/linux-source-*/)
+    tree=${tree%/}
+    add_tee_testdrv "$tree"
+  fi
 
   make_args=(-C "$tree" ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
-  log "kernel: configuring: arm64 tinyconfig + ${FRAGMENTS[*]##*/}"
-  run_logged "$build_log" make "${make_args[@]}" tinyconfig
-  run_logged "$build_log" env ARCH=arm64 "$tree/scripts/kconfig/merge_config.sh" -m -O "$tree" "$tree/.config" "${FRAGMENTS[@]}"
-  run_logged "$build_log" make "${make_args[@]}" olddefconfig
-  verify_config "$tree/.config"
+  if [ ! -f "$work/configured" ]; then
+    log "kernel: configuring: arm64 tinyconfig + ${FRAGMENTS[*]##*/}"
+    run_logged "$build_log" make "${make_args[@]}" tinyconfig
+    run_logged "$build_log" env ARCH=arm64 "$tree/scripts/kconfig/merge_config.sh" -m -O "$tree" "$tree/.config" "${FRAGMENTS[@]}"
+    run_logged "$build_log" make "${make_args[@]}" olddefconfig
+    verify_config "$tree/.config"
+    touch "$work/configured"
+  fi
 
-  log "kernel: configured in $((SECONDS - start)) s; make -j$(nproc) Image (log: $build_log)"
-  run_logged "$build_log" make "${make_args[@]}" -j"$(nproc)" Image
+  log "kernel: configured in $((SECONDS - start)) s; make -j$jobs Image (log: $build_log)"
+  run_logged "$build_log" make "${make_args[@]}" -j"$jobs" Image
   log "kernel: Image in $((SECONDS - start)) s"
 
   local staging=$out.tmp.$$
@@ -124,7 +136,7 @@ kernel() {
       log "another build of the board kernel is running; waiting for it"
       flock 9
     fi
-    [ -f "$out/Image" ] || build_kernel "$out"
+    [ -f "$out/Image" ] || build_kernel "$out" "$key"
     exec 9>&-
   fi
   log "kernel: $SOURCE_PACKAGE $SOURCE_VERSION, cached at $out"
