@@ -224,8 +224,16 @@ build_rootfs() { # OUT KEY
   local packages
   packages=$(IFS=,; echo "${ROOTFS_PACKAGES[*]}")
   log "rootfs: mmdebstrap $SUITE arm64 with $packages (log: $build_log)"
-  run_logged "$build_log" mmdebstrap --arch=arm64 --variant=apt --include="$packages" \
-    "$SUITE" "$tree" "$DEBIAN_MIRROR"
+  # In the background, so that a signal to this script is handled at once
+  # (bash runs traps only between foreground commands): mmdebstrap is stopped
+  # (it unmounts what it mounted), then binfmt_misc is restored.
+  mmdebstrap --arch=arm64 --variant=apt --include="$packages" "$SUITE" "$tree" "$DEBIAN_MIRROR" >>"$build_log" 2>&1 &
+  local mmdebstrap_pid=$!
+  on_exit "kill $mmdebstrap_pid 2>/dev/null && wait $mmdebstrap_pid"
+  if ! wait "$mmdebstrap_pid"; then
+    tail -n 40 "$build_log" >&2
+    die "mmdebstrap failed; full log: $build_log"
+  fi
   binfmt_off
   log "rootfs: mmdebstrap done in $((SECONDS - start)) s; binfmt_misc restored"
 
