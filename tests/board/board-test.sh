@@ -52,7 +52,8 @@ tap_import() {
 
 # boot PHASE: one boot of the board with the install test's PHASE as its job.
 boot() {
-  local phase=$1 console=$RESULTS/console-$phase.log start status=0 qemu_pid
+  local phase=$1 start status=0 qemu_pid
+  local console=$RESULTS/console-$phase.log
   rm -rf "$SHARE/out"
   printf '#!/bin/bash\n# Written by tests/board/board-test.sh: phase %s.\nbash ./install-test.sh %s > out/%s.tap 2> out/%s.err\n' \
     "$phase" "$phase" "$phase" "$phase" > "$SHARE/job.sh"
