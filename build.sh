@@ -136,6 +136,15 @@ run_packaging_tests() {
   record_results "packages: installed and booted" "$status" tap "$TEST_RESULTS/packaging/install-boot.tap"
 }
 
+run_shim_tests() {
+  # librstmem-preload.so and rstmemd exec: the kernel's dmabuf-heap selftest from
+  # Linux 6.1's source under the shim against the model, compared with the 6.1
+  # guest's verdicts (after run_real_kernels, which writes them); ordinary programs.
+  stage "preload shim (tests/shim/shim-tests.sh)" tap "$TEST_RESULTS/shim.tap" \
+    bash -c 'DAEMON_DLL=$2 "$0" > "$1"; status=$?; grep -v "^# shim | " "$1"; exit $status' \
+    "$ROOT/tests/shim/shim-tests.sh" "$TEST_RESULTS/shim.tap" "$DAEMON_DLL"
+}
+
 run_tests() {
   make_temp_file RESULTS_MANIFEST results-manifest
   # Results of an earlier run must not be counted as this one's.
@@ -162,6 +171,8 @@ run_tests() {
   run_packaging_tests
 
   run_real_kernels
+
+  run_shim_tests
 
   run_board
 

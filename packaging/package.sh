@@ -4,7 +4,7 @@
 #
 #   rstmemd_<version>_<arch>.deb        the NativeAOT daemon, its units, sysusers.d,
 #                                       udev rules, /etc/rstmemd/rstmemd.json, man pages
-#   librstmem1_<version>_<arch>.deb     librstmem.so.1
+#   librstmem1_<version>_<arch>.deb     librstmem.so.1, rstmem/librstmem-preload.so (rstmemd exec)
 #   librstmem-dev_<version>_<arch>.deb  rstmem/rstmem.h, rstmem/protocol.h, rstmem.pc, librstmem.so
 #
 # for amd64 and arm64, then checks them: lintian (no error, no warning) and
@@ -176,9 +176,11 @@ package_arch() { # ARCH
     export CFLAGS="$CFLAGS $CPPFLAGS"
     cmake -S "$ROOT/src/Native" -B "$cmake_dir" -DCMAKE_BUILD_TYPE=None -DCMAKE_INSTALL_PREFIX=/usr \
       -DCMAKE_INSTALL_LIBDIR="lib/$multiarch" ${toolchain:+-DCMAKE_TOOLCHAIN_FILE="$toolchain"} >/dev/null
-    cmake --build "$cmake_dir" --target rstmem --parallel "$(nproc)" >/dev/null
+    cmake --build "$cmake_dir" --target rstmem rstmem-preload --parallel "$(nproc)" >/dev/null
   )
   DESTDIR=$work/librstmem1 cmake --install "$cmake_dir" --component runtime >/dev/null
+  # The LD_PRELOAD shim `rstmemd exec` loads (src/Native/preload/README.md), in its private directory.
+  DESTDIR=$work/librstmem1 cmake --install "$cmake_dir" --component preload >/dev/null
   DESTDIR=$work/librstmem-dev cmake --install "$cmake_dir" --component dev >/dev/null
 
   library=$(readlink -f "$work/librstmem1/usr/lib/$multiarch/librstmem.so.1")

@@ -104,6 +104,15 @@ status=$?
 tap_check "dpkg -i ${debs[*]##*/}" $status
 [ $status -eq 0 ] || { tap_diag <"$TMP/dpkg"; finish; }
 
+# This container has no restricted-memory device, and the shipped configuration
+# says Backend=real (a board's service must not fall back to the model): a
+# drop-in, as an administrator would write one, lets the installed service run
+# on the model here. RSTMEMD_* variables override the configuration file.
+inside mkdir -p /etc/systemd/system/rstmemd.service.d &&
+  printf '[Service]\nEnvironment=RSTMEMD_BACKEND=model\n' | inside tee /etc/systemd/system/rstmemd.service.d/model.conf >/dev/null &&
+  inside systemctl daemon-reload
+tap_check "a drop-in selects the model backend in this device-less container" $?
+
 [ "$(inside getent passwd rstmemd | cut -d: -f7)" = /usr/sbin/nologin ] && inside getent group rstmem >/dev/null
 tap_check "postinst: system user rstmemd (nologin) and group rstmem exist" $?
 

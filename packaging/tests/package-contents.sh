@@ -54,7 +54,7 @@ expected_files() { # PACKAGE MULTIARCH
       /usr/lib/sysusers.d/rstmemd.conf /lib/udev/rules.d/70-rstmemd.rules /etc/rstmemd/rstmemd.json \
       /usr/share/man/man8/rstmemd.8.gz /usr/share/man/man5/rstmemd.json.5.gz /usr/share/doc/rstmemd/protocol.md \
       /usr/share/doc/rstmemd/copyright /usr/share/doc/rstmemd/changelog.Debian.gz /usr/share/lintian/overrides/rstmemd ;;
-    librstmem1) printf '%s\n' "/usr/lib/$2/librstmem.so.1" "/usr/lib/$2/librstmem.so.1.0.0" \
+    librstmem1) printf '%s\n' "/usr/lib/$2/librstmem.so.1" "/usr/lib/$2/librstmem.so.1.0.0" "/usr/lib/$2/rstmem/librstmem-preload.so" \
       /usr/share/doc/librstmem1/copyright /usr/share/doc/librstmem1/changelog.Debian.gz /usr/share/lintian/overrides/librstmem1 ;;
     librstmem-dev) printf '%s\n' /usr/include/rstmem/rstmem.h /usr/include/rstmem/protocol.h "/usr/lib/$2/librstmem.so" \
       "/usr/lib/$2/pkgconfig/rstmem.pc" /usr/share/doc/librstmem-dev/copyright /usr/share/doc/librstmem-dev/changelog.Debian.gz \

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Xml;
 
 namespace Rstmem.Conformance;
 
@@ -121,71 +120,65 @@ public static class ConformanceReport
     /// <summary>
     /// JUnit XML, as bytes: a testsuite per suite, a testcase per (case,
     /// target). Bytes, not a string, because the declaration names the
-    /// encoding: the writer encodes exactly what it declares (UTF-8, no BOM).
+    /// encoding: exactly what it declares is written (UTF-8, no BOM). Written
+    /// by hand (<see cref="XmlMarkup"/>): the format is five elements, and
+    /// System.Xml would add its writer to every rstmemd binary's start-up.
     /// </summary>
     public static byte[] JUnit(ConformanceEnvironment environment, IReadOnlyList<CaseResult> results)
     {
         ArgumentNullException.ThrowIfNull(environment);
         ArgumentNullException.ThrowIfNull(results);
-        using var output = new MemoryStream();
-        var settings = new XmlWriterSettings { Indent = true, OmitXmlDeclaration = false, Encoding = Encoding, NewLineChars = "\n" };
-        using (var xml = XmlWriter.Create(output, settings))
+        var xml = new XmlMarkup();
+        xml.Open("testsuites", 0, [("name", "rstmemd conformance"), .. Counts(results)]);
+        foreach (IGrouping<string, CaseResult> suite in results.GroupBy(r => r.Case.Suite))
         {
-            xml.WriteStartElement("testsuites");
-            xml.WriteAttributeString("name", "rstmemd conformance");
-            Counts(xml, results);
-            foreach (IGrouping<string, CaseResult> suite in results.GroupBy(r => r.Case.Suite))
+            xml.Open("testsuite", 1, [("name", suite.Key), .. Counts([.. suite])]);
+            xml.Open("properties", 2);
+            foreach (string line in environment.Found)
             {
-                xml.WriteStartElement("testsuite");
-                xml.WriteAttributeString("name", suite.Key);
-                Counts(xml, suite.ToList());
-                xml.WriteStartElement("properties");
-                foreach (string line in environment.Found)
-                {
-                    xml.WriteStartElement("property");
-                    int colon = line.IndexOf(':', StringComparison.Ordinal);
-                    xml.WriteAttributeString("name", colon > 0 ? line[..colon] : "found");
-                    xml.WriteAttributeString("value", colon > 0 ? line[(colon + 1)..].Trim() : line);
-                    xml.WriteEndElement();
-                }
-                xml.WriteEndElement();
-                foreach (CaseResult r in suite)
-                {
-                    xml.WriteStartElement("testcase");
-                    xml.WriteAttributeString("classname", $"conformance.{r.Case.Suite}");
-                    xml.WriteAttributeString("name", $"{r.Case.Id} @ {r.Target}");
-                    xml.WriteAttributeString("time", r.Duration.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture));
-                    if (r.Outcome == Outcome.Fail)
-                    {
-                        xml.WriteStartElement("failure");
-                        xml.WriteAttributeString("message", r.Detail);
-                        xml.WriteString($"{r.Case.Title}\nchecks: {r.Case.Mirrors}\n{r.Detail}");
-                        xml.WriteEndElement();
-                    }
-                    else if (r.Outcome == Outcome.Skip)
-                    {
-                        xml.WriteStartElement("skipped");
-                        xml.WriteAttributeString("message", r.Detail);
-                        xml.WriteEndElement();
-                    }
-                    xml.WriteEndElement();
-                }
-                xml.WriteEndElement();
+                int colon = line.IndexOf(':', StringComparison.Ordinal);
+                xml.Empty("property", 3, ("name", colon > 0 ? line[..colon] : "found"), ("value", colon > 0 ? line[(colon + 1)..].Trim() : line));
             }
-            xml.WriteEndElement();
+            xml.Close("properties", 2);
+            foreach (CaseResult r in suite)
+            {
+                (string, string)[] attributes =
+                [
+                    ("classname", $"conformance.{r.Case.Suite}"),
+                    ("name", $"{r.Case.Id} @ {r.Target}"),
+                    ("time", r.Duration.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)),
+                ];
+                if (r.Outcome == Outcome.Fail)
+                {
+                    xml.Open("testcase", 2, attributes);
+                    xml.Element("failure", 3, $"{r.Case.Title}\nchecks: {r.Case.Mirrors}\n{r.Detail}", ("message", r.Detail));
+                    xml.Close("testcase", 2);
+                }
+                else if (r.Outcome == Outcome.Skip)
+                {
+                    xml.Open("testcase", 2, attributes);
+                    xml.Empty("skipped", 3, ("message", r.Detail));
+                    xml.Close("testcase", 2);
+                }
+                else
+                {
+                    xml.Empty("testcase", 2, attributes);
+                }
+            }
+            xml.Close("testsuite", 1);
         }
-        output.WriteByte((byte)'\n');
-        return output.ToArray();
+        xml.Close("testsuites", 0);
+        return Encoding.GetBytes(xml.ToString());
     }
 
-    private static void Counts(XmlWriter xml, IReadOnlyList<CaseResult> results)
-    {
-        xml.WriteAttributeString("tests", results.Count.ToString(CultureInfo.InvariantCulture));
-        xml.WriteAttributeString("failures", results.Count(r => r.Outcome == Outcome.Fail).ToString(CultureInfo.InvariantCulture));
-        xml.WriteAttributeString("errors", "0");
-        xml.WriteAttributeString("skipped", results.Count(r => r.Outcome == Outcome.Skip).ToString(CultureInfo.InvariantCulture));
-        xml.WriteAttributeString("time", results.Sum(r => r.Duration.TotalSeconds).ToString("0.000", CultureInfo.InvariantCulture));
-    }
+    private static (string, string)[] Counts(IReadOnlyList<CaseResult> results) =>
+    [
+        ("tests", results.Count.ToString(CultureInfo.InvariantCulture)),
+        ("failures", results.Count(r => r.Outcome == Outcome.Fail).ToString(CultureInfo.InvariantCulture)),
+        ("errors", "0"),
+        ("skipped", results.Count(r => r.Outcome == Outcome.Skip).ToString(CultureInfo.InvariantCulture)),
+        ("time", results.Sum(r => r.Duration.TotalSeconds).ToString("0.000", CultureInfo.InvariantCulture)),
+    ];
 
     private static string Yaml(string text) => "'" + text.Replace("'", "''", StringComparison.Ordinal).Replace("\n", " ", StringComparison.Ordinal) + "'";
 }

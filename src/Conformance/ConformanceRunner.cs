@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using System.Text.RegularExpressions;
+using System.IO.Enumeration;
 using Rstmem.Conformance.Suites;
 
 namespace Rstmem.Conformance;
@@ -18,13 +18,9 @@ public static class ConformanceCatalog
         {
             return All;
         }
-        Regex[] patterns = globs.Select(Glob).ToArray();
-        return All.Where(c => patterns.Any(p => p.IsMatch(c.Id))).ToList();
+        // The shell's * and ? (case-sensitive, no escapes): no regular expression engine in the binary.
+        return All.Where(c => globs.Any(glob => FileSystemName.MatchesSimpleExpression(glob, c.Id, ignoreCase: false))).ToList();
     }
-
-    private static Regex Glob(string glob) =>
-        new("^" + Regex.Escape(glob).Replace(@"\*", ".*", StringComparison.Ordinal).Replace(@"\?", ".", StringComparison.Ordinal) + "$",
-            RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
 }
 
 /// <summary>

@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using Rstmem.Interop;
-using Rstmem.Interop.Abi;
 using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
 
@@ -16,7 +15,7 @@ internal static class DmaHeapSuite
     private const string Core = "drivers/dma-buf/dma-heap.c";
     private const uint Rw = Ioc._IOC_READ | Ioc._IOC_WRITE;
     private const int StructSize = 24;
-    private static readonly int FdOffset = FieldOffset.Of<dma_heap_allocation_data>(nameof(dma_heap_allocation_data.fd));
+    private static readonly int FdOffset = dma_heap_allocation_data.FdOffset;
 
     public static IEnumerable<ConformanceCase> Cases()
     {

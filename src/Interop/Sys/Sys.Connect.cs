@@ -9,9 +9,15 @@ public static partial class Sys
     private static unsafe partial int connect(SafeFd fd, sockaddr_un* addr, uint addrlen);
 
     /// <summary>connect(2) of an AF_UNIX socket to a filesystem path; EINTR retried.</summary>
-    public static unsafe Errno TryConnectUnix(SafeFd fd, string path)
+    public static Errno TryConnectUnix(SafeFd fd, string path)
     {
         sockaddr_un addr = sockaddr_un.ForPath(path, out uint length);
+        return TryConnectUnix(fd, addr, length);
+    }
+
+    /// <summary>connect(2) of an AF_UNIX socket to an address built by the caller (an abstract name, for one); EINTR retried.</summary>
+    public static unsafe Errno TryConnectUnix(SafeFd fd, sockaddr_un addr, uint length)
+    {
         int result;
         Errno errno;
         do

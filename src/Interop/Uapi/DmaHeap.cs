@@ -22,4 +22,14 @@ public struct dma_heap_allocation_data
     public uint fd;
     public uint fd_flags;
     public ulong heap_flags;
+
+    /// <summary>offsetof(fd), from this declaration (which the ABI proof checks against C); no reflection, no catalog.</summary>
+    public static unsafe int FdOffset
+    {
+        get
+        {
+            dma_heap_allocation_data data = default;
+            return (int)((byte*)&data.fd - (byte*)&data);
+        }
+    }
 }

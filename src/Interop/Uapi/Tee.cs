@@ -207,4 +207,14 @@ public struct tee_ioctl_rstmem_alloc_data
     public uint flags;
     public uint use_case;
     public int id;
+
+    /// <summary>offsetof(id), from this declaration (which the ABI proof checks against C); no reflection, no catalog.</summary>
+    public static unsafe int IdOffset
+    {
+        get
+        {
+            tee_ioctl_rstmem_alloc_data data = default;
+            return (int)((byte*)&data.id - (byte*)&data);
+        }
+    }
 }

@@ -1,6 +1,5 @@
 using Rstmem.Interop.Kernel;
 using System.Runtime.InteropServices;
-using Rstmem.Interop.Abi;
 using Rstmem.Interop.Uapi;
 using Rstmem.Interop;
 
@@ -15,7 +14,7 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
     private const uint IOC_IN = Ioc._IOC_WRITE << Ioc._IOC_DIRSHIFT;
     private const uint IOC_OUT = Ioc._IOC_READ << Ioc._IOC_DIRSHIFT;
 
-    private static readonly int FdOffset = FieldOffset.Of<dma_heap_allocation_data>(nameof(dma_heap_allocation_data.fd));
+    private static readonly int FdOffset = dma_heap_allocation_data.FdOffset;
 
     public ModelHeap Heap { get; } = heap;
 

@@ -1,7 +1,6 @@
 using Rstmem.Interop.Kernel;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Rstmem.Interop.Abi;
 using Rstmem.Interop.Uapi;
 using Rstmem.Interop;
 
@@ -14,7 +13,7 @@ namespace Rstmem.Model.Files;
 /// </summary>
 internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) : ModelFile
 {
-    private static readonly int RstmemIdOffset = FieldOffset.Of<tee_ioctl_rstmem_alloc_data>(nameof(tee_ioctl_rstmem_alloc_data.id));
+    private static readonly int RstmemIdOffset = tee_ioctl_rstmem_alloc_data.IdOffset;
 
     public ModelTeeDevice Device { get; } = device;
 

@@ -111,13 +111,22 @@ public static class BackendProbe
                 return ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes) ?? throw new StartupException(
                     $"--backend dma-heap: no protected,*, restricted,* or configured heap under {DevicePaths.HeapDirectory}: " + string.Join("; ", notes));
             case BackendNames.Auto:
-                return WithExtras(ProbeTee(real, notes), real, extraHeaps, aliases, notes)
-                    ?? ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes)
+                return ProbeReal(real, extraHeaps, aliases, notes)
                     ?? ForModel(model(), notes, "no restricted-memory interface found on this kernel");
+            case BackendNames.Real:
+                // Serving the model's ordinary memory as "protected" on a board whose TEE driver
+                // did not load would hide the fault from every player: refuse instead.
+                return ProbeReal(real, extraHeaps, aliases, notes) ?? throw new StartupException(
+                    "--backend real: this kernel offers no restricted-memory interface (no TEE device speaking TEE_IOC_RSTMEM_ALLOC, " +
+                    $"no protected,*, restricted,* or configured heap under {DevicePaths.HeapDirectory}): " + string.Join("; ", notes));
             default:
                 throw new StartupException($"Backend: '{backend}' is not a backend; expected {BackendNames.Expected}");
         }
     }
+
+    private static BackendSelection? ProbeReal(IKernel real, IReadOnlyCollection<string> extraHeaps, IReadOnlyDictionary<string, string> aliases, List<string> notes) =>
+        WithExtras(ProbeTee(real, notes), real, extraHeaps, aliases, notes)
+        ?? ProbeHeaps(real, BackendKind.DmaHeap, extraHeaps, aliases, notes);
 
     private static BackendSelection ForModel(ModelKernel model, List<string> notes, string why)
     {

@@ -17,14 +17,19 @@ public enum BackendKind
 /// <summary>The backend names of the configuration and the command line (<c>Backend</c>, <c>--backend</c>).</summary>
 public static class BackendNames
 {
+    /// <summary>The kernel's interface if it has one, else the reference model (a development machine).</summary>
     public const string Auto = "auto";
+
+    /// <summary>The kernel's interface (tee, else dma-heap); never the model: a board's service refuses to start without one.</summary>
+    public const string Real = "real";
+
     public const string Model = "model";
     public const string Tee = "tee";
     public const string DmaHeap = "dma-heap";
 
-    public static IReadOnlyList<string> All { get; } = [Auto, Model, Tee, DmaHeap];
+    public static IReadOnlyList<string> All { get; } = [Auto, Real, Model, Tee, DmaHeap];
 
-    /// <summary>"auto, model, tee or dma-heap", for error messages.</summary>
+    /// <summary>"auto, real, model, tee or dma-heap", for error messages.</summary>
     public static string Expected { get; } = string.Join(", ", All.Take(All.Count - 1)) + " or " + All[^1];
 }
 

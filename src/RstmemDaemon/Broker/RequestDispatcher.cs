@@ -19,6 +19,7 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
     public static readonly string ServerName = "rstmemd " + (typeof(RequestDispatcher).Assembly.GetName().Version?.ToString(3) ?? "0");
 
     private readonly DateTime started = DateTime.UtcNow;
+    private readonly HeapIoctlHandler heapIoctl = new(backend, ledger, refreshHeaps, logger);
 
     public OutgoingReply Handle(Connection client, ReadOnlySpan<byte> packet)
     {
@@ -49,6 +50,7 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
                 RSTMEM_OP_ALLOC => Alloc(client, header, payload),
                 RSTMEM_OP_FREE => Free(client, header, payload),
                 RSTMEM_OP_STATS => Stats(client, header, payload),
+                RstmemHeapIoctlProtocol.RSTMEM_OP_HEAP_IOCTL => heapIoctl.Handle(client, header, payload),
                 _ => Error(client, header, Errno.ENOSYS, $"unknown opcode {header.opcode}"),
             };
         }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using System.CommandLine.Parsing;
 
 namespace Rstmem.Daemon.Cli;
@@ -14,7 +15,9 @@ public static class RstmemdCli
     public const int ExitFailure = 1;
     public const int ExitUsage = 2;
 
-    private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, abi, conformance   (rstmemd --help for details)";
+    public const string Name = "rstmemd";
+
+    private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, abi, conformance, exec   (rstmemd --help for details)";
 
     /// <summary>One line naming what is wrong, then the usage line; exit code 2.</summary>
     public static int UsageError(TextWriter stderr, string message)
@@ -31,14 +34,20 @@ public static class RstmemdCli
         ArgumentNullException.ThrowIfNull(stdout);
         ArgumentNullException.ThrowIfNull(stderr);
 
-        var root = new RootCommand("rstmemd: brokers restricted (protected) dma-buf memory to unprivileged clients")
+        // A plain Command named "rstmemd", not RootCommand: RootCommand names itself after the
+        // executable through reflection over the entry assembly (on every start, READY=1 included),
+        // and in a test host that name is the runner's.
+        var root = new Command(Name, "rstmemd: brokers restricted (protected) dma-buf memory to unprivileged clients")
         {
+            new HelpOption(),
+            new VersionOption(),
             ServeCommand.Create(stderr),
             ClientCommands.Heaps(stdout, stderr),
             ClientCommands.Alloc(stdout, stderr),
             ClientCommands.Stats(stdout, stderr),
             AbiCommand.Create(stdout),
             ConformanceCommand.Create(stdout, stderr),
+            ExecCommand.Create(stderr),
         };
 
         ParseResult parsed = root.Parse(args);

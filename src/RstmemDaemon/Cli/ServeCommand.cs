@@ -21,7 +21,7 @@ internal static class ServeCommand
     public static Command Create(TextWriter stderr)
     {
         var config = new Option<string?>("--config") { Description = $"configuration file (default {DefaultConfig}, if present)" };
-        var backend = new Option<string?>("--backend") { Description = "auto, model, tee or dma-heap (default auto)" };
+        var backend = new Option<string?>("--backend") { Description = BackendNames.Expected + " (default auto; real never falls back to the model)" };
         var socket = new Option<string?>("--socket") { Description = "listening socket path (default /run/rstmemd/rstmemd.sock as root, else $XDG_RUNTIME_DIR/rstmemd.sock)" };
         var group = new Option<string?>("--socket-group") { Description = "group that may connect (socket mode 0660)" };
         var generation = new Option<string?>("--generation") { Description = "the model's kernel generation: v4, v6 or mainline" };

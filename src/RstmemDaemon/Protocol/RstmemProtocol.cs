@@ -154,3 +154,31 @@ public unsafe struct rstmem_heap_stats
     public ulong lends;
     public ulong reclaims;
 }
+
+/// <summary>The HEAP_IOCTL constants of protocol.h (librstmem-preload.so's operation), named as there.</summary>
+public static class RstmemHeapIoctlProtocol
+{
+    public const ushort RSTMEM_OP_HEAP_IOCTL = 16;
+    public const int RSTMEM_HEAP_IOCTL_MAX_ARG = 4096;
+    public const uint RSTMEM_HEAP_IOCTL_NO_FD = 0xffffffff;
+}
+
+public unsafe struct rstmem_heap_ioctl_request
+{
+    public fixed byte heap[RstmemProtocol.RSTMEM_HEAP_NAME_LEN];
+    public uint request;
+    public uint arg_size;
+    public uint flags;
+    public uint reserved;
+}
+
+public struct rstmem_heap_ioctl_reply
+{
+    public int error;
+    public int result;
+    public uint arg_size;
+    public uint fd_offset;
+    public uint fd_cloexec;
+    public uint reserved;
+    public ulong buffer_id;
+}

@@ -39,6 +39,9 @@ public sealed unsafe class ExplicitCatalogTests
         Assert.True(differences.Count == 0, string.Join('\n', differences));
         Assert.Equal(8, FieldOffset.Of<dma_heap_allocation_data>(nameof(dma_heap_allocation_data.fd)));
         Assert.Equal(16, FieldOffset.Of<tee_ioctl_rstmem_alloc_data>(nameof(tee_ioctl_rstmem_alloc_data.id)));
+        // The offsets the model and the suites use, read from the declarations without the catalog, agree with it.
+        Assert.Equal(FieldOffset.Of<dma_heap_allocation_data>(nameof(dma_heap_allocation_data.fd)), dma_heap_allocation_data.FdOffset);
+        Assert.Equal(FieldOffset.Of<tee_ioctl_rstmem_alloc_data>(nameof(tee_ioctl_rstmem_alloc_data.id)), tee_ioctl_rstmem_alloc_data.IdOffset);
     }
 
     [Fact]

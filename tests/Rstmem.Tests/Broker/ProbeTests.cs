@@ -122,4 +122,28 @@ public sealed class ProbeTests
         Assert.Throws<StartupException>(() => BackendProbe.Select("tee", empty, () => ModelKit.Model("mainline"), [], new Dictionary<string, string>()));
         Assert.Throws<StartupException>(() => BackendProbe.Select("dma-heap", empty, () => ModelKit.Model("mainline"), [], new Dictionary<string, string>()));
     }
+
+    [Fact]
+    public void Real_never_falls_back_to_the_model_and_takes_whichever_interface_the_kernel_has()
+    {
+        using ModelKernel empty = ModelKit.Model("mainline", o =>
+        {
+            o.CmaHeapSize = "0";
+            foreach (UseCasePoolOptions pool in o.UseCases.Values)
+            {
+                pool.Enabled = false;
+            }
+        });
+        empty.RemoveHeap("system");
+        bool modelBuilt = false;
+        StartupException refused = Assert.Throws<StartupException>(() => BackendProbe.Select(BackendNames.Real, empty, () => { modelBuilt = true; return ModelKit.Model("mainline"); }, [], new Dictionary<string, string>()));
+        Assert.StartsWith("--backend real: this kernel offers no restricted-memory interface", refused.Message, StringComparison.Ordinal);
+        Assert.False(modelBuilt, "--backend real built the model");
+
+        // A kernel with protected heaps (here the model standing in as "the real kernel") is taken as a DMA-heap backend.
+        using ModelKernel heaps = ModelKit.Model("mainline");
+        using BackendSelection selection = BackendProbe.Select(BackendNames.Real, heaps, () => throw new InvalidOperationException("the model was asked for"), [], new Dictionary<string, string>());
+        Assert.Equal(BackendKind.DmaHeap, selection.Kind);
+        Assert.Contains(selection.Heaps.All, h => h.Name.StartsWith("protected,", StringComparison.Ordinal));
+    }
 }

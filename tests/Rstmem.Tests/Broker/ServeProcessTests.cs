@@ -270,7 +270,7 @@ public sealed class ServeProcessTests : IDisposable
 
     public static TheoryData<string[], string, string> BadConfigurations => new()
     {
-        { ["--backend", "gpu"], "", "Backend: 'gpu' is not a backend; expected auto, model, tee or dma-heap" },
+        { ["--backend", "gpu"], "", "Backend: 'gpu' is not a backend; expected auto, real, model, tee or dma-heap" },
         { ["--generation", "v5"], "", "Model:Generation: 'v5' is not a kernel generation; expected v4, v6 or mainline" },
         { [], """{"Model": {"UseCases": {"secure-video": {"Size": "12X"}}}}""", "Model:UseCases:secure-video:Size: '12X' is not a size; expected a byte count" },
         { [], """{"Limits": {"MaxBytesPerUser": "lots"}}""", "Limits:MaxBytesPerUser: 'lots' is not a size" },

@@ -7,7 +7,7 @@ namespace Rstmem.Tests.Cli;
 public sealed class CliTests
 {
     /// <summary>Every command rstmemd has, as this test states them.</summary>
-    private static readonly string[] Commands = ["serve", "heaps", "alloc", "stats", "abi", "conformance"];
+    private static readonly string[] Commands = ["serve", "heaps", "alloc", "stats", "abi", "conformance", "exec"];
 
     private static (int Exit, string Stdout, string Stderr) Run(params string[] args) => CliRun.Run(args);
 
@@ -43,10 +43,17 @@ public sealed class CliTests
         Assert.Matches(@"(?m)^dma_heap_allocation_data\s+24\s+len@0 fd@8 fd_flags@12 heap_flags@16$", stdout);
     }
 
-    /// <remarks>
-    /// Help is read from the real program: in-process, System.CommandLine names the
-    /// program after the executable that hosts it (the test runner).
-    /// </remarks>
+    [Fact]
+    public void Help_names_the_program_rstmemd_in_process_too()
+    {
+        // The test runner hosts this call: the program's name must not come from the host executable.
+        var (exit, stdout, stderr) = Run("--help");
+        Assert.Equal(0, exit);
+        Assert.Equal("", stderr);
+        Assert.Matches(@"(?m)^Usage:\n  rstmemd \[command\] \[options\]$", stdout);
+        Assert.Matches(@"(?m)^  --version\s{2,}\S", stdout);
+    }
+
     [Fact]
     public void Help_shows_the_usage_and_describes_every_command_the_usage_line_names()
     {
@@ -59,7 +66,7 @@ public sealed class CliTests
         Match section = Regex.Match(stdout, @"(?ms)^Commands:\n(.*?)(?:\n\n|\z)");
         Assert.True(section.Success, $"no Commands section in:\n{stdout}");
         string[] entries = section.Groups[1].Value.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.All(entries, entry => Assert.Matches(@"^  [a-z]+\s{2,}\S", entry));
+        Assert.All(entries, entry => Assert.Matches(@"^  [a-z]+( <[a-z]+>)?\s{2,}\S", entry)); // exec <program>
         Assert.Equal(Commands.Order(StringComparer.Ordinal), entries.Select(e => e.TrimStart().Split(' ')[0]).Order(StringComparer.Ordinal));
 
         // The one-line usage printed after a usage error names the same commands.
@@ -79,7 +86,7 @@ public sealed class CliTests
 
         Assert.Equal(0, exit);
         Assert.Equal("", stderr);
-        Assert.Matches($@"(?m)^Usage:\n  rstmemd {command} \[options\]$", stdout);
+        Assert.Matches($@"(?m)^Usage:\n  rstmemd {command}( <[a-z]+>\.\.\.)? \[options\]$", stdout);
         Assert.Matches(@"(?m)^  -\?, -h, --help\s{2,}\S", stdout);
     }
 }

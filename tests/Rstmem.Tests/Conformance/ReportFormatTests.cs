@@ -82,6 +82,36 @@ public sealed class ReportFormatTests
     }
 
     [Fact]
+    public void Junit_escapes_markup_and_replaces_what_xml_cannot_carry_in_detail_text()
+    {
+        (ConformanceEnvironment environment, IReadOnlyList<CaseResult> results) = RunWithFailures();
+        using (environment)
+        {
+            const string Hostile = "a<b>&\"c\" 'd'\nline two\ttab\r\u0001\u001b[31m \uD800 \U0001F600 \uFFFE end";
+            const string Carried = "a<b>&\"c\" 'd'\nline two\ttab\r\uFFFD\uFFFD[31m \uFFFD \U0001F600 \uFFFD end";
+            CaseResult failed = results.First(r => r.Outcome == Outcome.Fail) with { Detail = Hostile };
+            CaseResult skipped = results.First(r => r.Outcome == Outcome.Skip) with { Detail = Hostile };
+            byte[] bytes = ConformanceReport.JUnit(environment, [failed, skipped]);
+
+            AssertJUnitMatches(bytes, [failed, skipped]);
+            XDocument document = ParseStrict(bytes);
+            XElement failure = document.Descendants("failure").Single();
+            Assert.Equal(Carried, (string)failure.Attribute("message")!);
+            Assert.EndsWith("\n" + Carried, failure.Value, StringComparison.Ordinal);
+            Assert.Equal(Carried, (string)document.Descendants("skipped").Single().Attribute("message")!);
+        }
+    }
+
+    [Fact]
+    public void Filters_are_shell_globs_matched_against_the_whole_case_id()
+    {
+        Assert.Equal(["pools.release-at-last-close-in-child"], ConformanceCatalog.Select(["*.release-at-last-close-in-?hild"]).Select(c => c.Id));
+        Assert.Empty(ConformanceCatalog.Select(["release-at-last-close"])); // not a substring search
+        Assert.Empty(ConformanceCatalog.Select(["POOLS.*"])); // case matters
+        Assert.Equal(ConformanceCatalog.All.Count(c => c.Id.StartsWith("tee.", StringComparison.Ordinal)), ConformanceCatalog.Select(["tee.*", "tee.*"]).Count);
+    }
+
+    [Fact]
     public async Task Junit_written_by_the_command_to_a_file_and_to_stdout_parses_from_its_bytes()
     {
         string path = Path.Combine(Path.GetTempPath(), $"rstmemd-junit-{Environment.ProcessId}-{Guid.NewGuid():N}.xml");

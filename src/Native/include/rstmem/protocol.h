@@ -181,4 +181,39 @@ struct rstmem_heap_stats {
 	uint64_t reclaims;
 };
 
+/* ---- HEAP_IOCTL: a program's own ioctl on a heap node (librstmem-preload.so) ---- */
+/*
+ * Runs the program's ioctl request on the daemon's open /dev/dma_heap/<heap>,
+ * with the program's argument bytes, under the caller's quotas, and returns
+ * what the kernel returned: its errno, the argument as the kernel left it,
+ * and the new dma-buf descriptor (SCM_RIGHTS) when the kernel made one. The
+ * request payload is struct rstmem_heap_ioctl_request followed by arg_size
+ * bytes; the success reply is struct rstmem_heap_ioctl_reply followed by
+ * arg_size bytes. A non-zero status.error means the daemon did not run the
+ * request (no such heap, policy, quota): the program's ioctl fails with it.
+ * Heaps: the LIST_HEAPS entries whose generation is not RSTMEM_GENERATION_V4
+ * (v4 use cases are TEE_IOC_RSTMEM_ALLOC, not heap nodes).
+ */
+#define RSTMEM_OP_HEAP_IOCTL		16
+#define RSTMEM_HEAP_IOCTL_MAX_ARG	4096	/* largest argument carried */
+#define RSTMEM_HEAP_IOCTL_NO_FD		0xffffffffu	/* fd_offset when no descriptor came */
+
+struct rstmem_heap_ioctl_request {
+	char heap[RSTMEM_HEAP_NAME_LEN];	/* the node's name under /dev/dma_heap */
+	uint32_t request;	/* the ioctl request number exactly as the program passed it */
+	uint32_t arg_size;	/* _IOC_SIZE(request) when _IOC_DIR(request) != _IOC_NONE, else 0 */
+	uint32_t flags;		/* 0 */
+	uint32_t reserved;	/* 0 */
+};
+
+struct rstmem_heap_ioctl_reply {
+	int32_t error;		/* the kernel's errno for the ioctl, 0 on success */
+	int32_t result;		/* the ioctl's return value when error is 0 */
+	uint32_t arg_size;	/* = the request's arg_size: the argument as the kernel left it follows */
+	uint32_t fd_offset;	/* where the argument holds the new descriptor's number, or RSTMEM_HEAP_IOCTL_NO_FD */
+	uint32_t fd_cloexec;	/* 1 when the kernel made that descriptor close-on-exec */
+	uint32_t reserved;
+	uint64_t buffer_id;	/* the daemon's id of the new buffer, 0 when none */
+};
+
 #endif /* RSTMEM_PROTOCOL_H */
