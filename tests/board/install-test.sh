@@ -42,6 +42,14 @@ heap_live_bytes() {
   rstmemd stats --json 2>/dev/null | tr '{' '\n' | grep -F "\"Name\":\"$1\"" | grep -o '"LiveBytes":[0-9]*' | head -n 1 | cut -d: -f2
 }
 
+# multi_user_reached: when the boot reached multi-user.target (systemd-analyze
+# time waits for the whole boot, which includes this job).
+multi_user_reached() {
+  local usec
+  usec=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target)
+  printf 'multi-user.target reached %s s after the kernel started\n' "$(awk -v u="$usec" 'BEGIN { printf "%.1f", u / 1e6 }')"
+}
+
 # main_pid: rstmemd.service's main process, 0 when not running.
 main_pid() { systemctl show -p MainPID --value rstmemd.service; }
 
@@ -56,7 +64,7 @@ phase_install() {
   cp debs/*.deb "$WORK/debs/"
   chmod -R a+rX "$WORK"
   tap_diag <<<"board: $(uname -srm); $(. /etc/os-release && echo "$PRETTY_NAME"); systemd $(systemctl --version | head -n 1 | cut -d' ' -f2)"
-  systemd-analyze time 2>&1 | tap_diag
+  multi_user_reached | tap_diag
   local init
   init=$(readlink /proc/1/exe)
   [ "$init" = /usr/lib/systemd/systemd ] && [ "$(systemctl is-system-running 2>&1)" != offline ] \
@@ -90,7 +98,7 @@ phase_install() {
 phase_serve() {
   local out status pid state
   mkdir -p "$WORK"
-  systemd-analyze time 2>&1 | sed 's/^/second boot: /' | tap_diag
+  multi_user_reached | sed 's/^/second boot: /' | tap_diag
   systemctl --failed --no-legend 2>&1 | tap_diag
 
   # --- Socket activation, after a boot.
