@@ -27,6 +27,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     private readonly Dictionary<string, ModelHeap> heaps = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelHeap> useCaseHeaps = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FaultPlan> faults = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Action> latencies = new(StringComparer.Ordinal);
     private readonly Lock gate = new();
     private readonly ModelTeeDevice tee = new(TeeName, privileged: false);
     private readonly ModelTeeDevice teePriv = new(TeePrivName, privileged: true);
@@ -259,6 +260,35 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     }
 
     /// <summary>
+    /// A latency fault: every allocation from a heap (or v4 use case) first
+    /// runs <paramref name="wait"/> on the allocating thread, outside the
+    /// model's locks (a CMA allocation or an OP-TEE lend that takes its
+    /// time). A test passes a wait on a gate it opens; null removes the fault.
+    /// </summary>
+    public void InjectLatency(string heapOrUseCase, Action? wait)
+    {
+        ModelHeap heap = HeapOrUseCase(heapOrUseCase) ?? throw UnknownHeap(heapOrUseCase);
+        lock (gate)
+        {
+            if (wait is null)
+            {
+                latencies.Remove(heap.Pool.Name);
+            }
+            else
+            {
+                latencies[heap.Pool.Name] = wait;
+            }
+        }
+    }
+
+    /// <summary>A latency fault of <paramref name="delay"/> per allocation (see <see cref="InjectLatency(string, Action?)"/>).</summary>
+    public void InjectLatency(string heapOrUseCase, TimeSpan delay)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(delay, TimeSpan.Zero);
+        InjectLatency(heapOrUseCase, () => Thread.Sleep(delay));
+    }
+
+    /// <summary>
     /// Unbinds the TEE backend (mainline tee_device_unregister after its last
     /// buffer): /dev/tee0 and /dev/teepriv0 disappear, the TEE heap nodes
     /// stay, and allocations from them give EINVAL. Existing buffers stay valid.
@@ -380,10 +410,13 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     {
         fd = -1;
         FaultPlan? plan;
+        Action? latency;
         lock (gate)
         {
             plan = faults.GetValueOrDefault(heap.Pool.Name);
+            latency = latencies.GetValueOrDefault(heap.Pool.Name);
         }
+        latency?.Invoke();
         if (plan is not null && plan.TryTake(out Errno injected))
         {
             return injected;

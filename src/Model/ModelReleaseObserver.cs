@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
@@ -18,7 +19,7 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
 
     private readonly ModelKernel model;
     private readonly bool wakes;
-    private readonly ConcurrentQueue<Action> released = new();
+    private readonly ConcurrentQueue<(IReleaseSink Sink, long Token, long At)> released = new();
     private readonly SafeFd wakeReader;
     private readonly SafeFd wakeWriter;
     private readonly byte[] drained = new byte[64];
@@ -44,16 +45,16 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
 
     public int Observed => Volatile.Read(ref observed);
 
-    public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
+    public Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle)
     {
         ArgumentNullException.ThrowIfNull(buffer);
-        ArgumentNullException.ThrowIfNull(onRelease);
+        ArgumentNullException.ThrowIfNull(sink);
         handle = -1;
         if (model.FindDmaBuf(buffer.DangerousFd) is not { } dmaBuf)
         {
             return Errno.EINVAL; // not a dma-buf of this model
         }
-        if (!dmaBuf.WhenFreed(() => Released(onRelease)))
+        if (!dmaBuf.WhenFreed(() => Released(sink, token)))
         {
             return Errno.EBADF; // already freed: the caller holds no reference
         }
@@ -62,10 +63,13 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
         return Errno.None;
     }
 
+    public Errno Observe(SafeFd buffer, Action onRelease, out long handle) =>
+        Observe(buffer, new ReleaseCallback(onRelease), 0, out handle);
+
     // From the model's release handling, on whichever thread drained its watch.
-    private void Released(Action onRelease)
+    private void Released(IReleaseSink sink, long token)
     {
-        released.Enqueue(onRelease);
+        released.Enqueue((sink, token, Stopwatch.GetTimestamp())); // the model knows the moment
         if (wakes)
         {
             Sys.TryWrite(wakeWriter, [1], out _); // EAGAIN: a wake-up is already pending
@@ -105,10 +109,10 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
     private int RunReleased()
     {
         int count = 0;
-        while (released.TryDequeue(out Action? onRelease))
+        while (released.TryDequeue(out (IReleaseSink Sink, long Token, long At) release))
         {
             Interlocked.Decrement(ref observed);
-            onRelease();
+            release.Sink.Released(release.Token, release.At);
             count++;
         }
         return count;

@@ -18,7 +18,7 @@ namespace Rstmem.Benchmarks;
 /// </summary>
 internal static class BrokerBenchmark
 {
-    private sealed record Result(double P50, double P99, double Throughput, long RoundTrips, long Errors);
+    internal sealed record Result(double P50, double P99, double Throughput, long RoundTrips, long Errors);
 
     private const string Usage = "usage: rstmem-benchmarks broker [--clients N] [--size S] [--seconds T] [--daemon PATH]";
 
@@ -116,7 +116,9 @@ internal static class BrokerBenchmark
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{n,7}  {(pinned ? "cpu 0" : "none"),-8}  {p50,8:F2}x  {p99,8:F2}x  {throughput,15:F2}x  {verdict}"));
             }
-            return rows.Any(r => r.Ours.Errors > 0 || r.Baseline.Errors > 0) ? 1 : 0;
+            stdout.WriteLine();
+            bool loadErrors = BrokerLoadBenchmark.Run(native, directory, size, seconds, rows[0].Baseline.P50, stdout);
+            return loadErrors || rows.Any(r => r.Ours.Errors > 0 || r.Baseline.Errors > 0) ? 1 : 0;
         }
         finally
         {
@@ -135,23 +137,7 @@ internal static class BrokerBenchmark
         try
         {
             WaitUntilServing(socket, server, daemon);
-            ProcessStartInfo load = Command(pinned, Path.Combine(native, "rstmem-bench-client"),
-                ["--socket", socket, "--clients", clients.ToString(CultureInfo.InvariantCulture), "--size", size.ToString(CultureInfo.InvariantCulture),
-                 "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--target", "secure-video"]);
-            load.RedirectStandardOutput = true;
-            load.RedirectStandardError = true;
-            using Process generator = Process.Start(load)!;
-            Task<string> stderr = generator.StandardError.ReadToEndAsync();
-            string output = generator.StandardOutput.ReadToEnd();
-            generator.WaitForExit();
-            if (generator.ExitCode != 0)
-            {
-                throw new InvalidOperationException($"the load generator failed against {(daemon ? "rstmemd" : "the baseline")}: {stderr.GetAwaiter().GetResult().Trim()}");
-            }
-            using JsonDocument json = JsonDocument.Parse(output);
-            JsonElement root = json.RootElement;
-            return new Result(root.GetProperty("p50_us").GetDouble(), root.GetProperty("p99_us").GetDouble(),
-                root.GetProperty("throughput_per_s").GetDouble(), root.GetProperty("round_trips").GetInt64(), root.GetProperty("errors").GetInt64());
+            return RunGenerator(native, socket, pinned, clients, size, seconds, "secure-video", daemon ? "rstmemd" : "the baseline");
         }
         finally
         {
@@ -161,6 +147,28 @@ internal static class BrokerBenchmark
             }
             server.WaitForExit();
         }
+    }
+
+    /// <summary>The C load generator against <paramref name="socket"/>: its p50, p99 and throughput.</summary>
+    internal static Result RunGenerator(string native, string socket, bool pinned, int clients, long size, double seconds, string target, string against)
+    {
+        ProcessStartInfo load = Command(pinned, Path.Combine(native, "rstmem-bench-client"),
+            ["--socket", socket, "--clients", clients.ToString(CultureInfo.InvariantCulture), "--size", size.ToString(CultureInfo.InvariantCulture),
+             "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--target", target]);
+        load.RedirectStandardOutput = true;
+        load.RedirectStandardError = true;
+        using Process generator = Process.Start(load)!;
+        Task<string> stderr = generator.StandardError.ReadToEndAsync();
+        string output = generator.StandardOutput.ReadToEnd();
+        generator.WaitForExit();
+        if (generator.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"the load generator failed against {against}: {stderr.GetAwaiter().GetResult().Trim()}");
+        }
+        using JsonDocument json = JsonDocument.Parse(output);
+        JsonElement root = json.RootElement;
+        return new Result(root.GetProperty("p50_us").GetDouble(), root.GetProperty("p99_us").GetDouble(),
+            root.GetProperty("throughput_per_s").GetDouble(), root.GetProperty("round_trips").GetInt64(), root.GetProperty("errors").GetInt64());
     }
 
     private static Process StartDaemon(string directory, string socket, bool pinned, string? daemonPath)

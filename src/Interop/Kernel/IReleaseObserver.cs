@@ -19,6 +19,27 @@ public enum ReleaseSignal
     ReferenceCount,
 }
 
+/// <summary>Hears the releases of the buffers observed with it, by the token each was observed with.</summary>
+public interface IReleaseSink
+{
+    /// <summary>
+    /// The buffer observed with <paramref name="token"/> has lost its last
+    /// reference anywhere, at <paramref name="notBefore"/> or later (a
+    /// <see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> value: when the
+    /// observer last saw it held, or the moment of the release when it knows
+    /// it), so now minus it bounds the release's latency from above.
+    /// </summary>
+    void Released(long token, long notBefore);
+}
+
+/// <summary>A callback as a sink (its token is ignored).</summary>
+public sealed class ReleaseCallback(Action onRelease) : IReleaseSink
+{
+    private readonly Action onRelease = onRelease ?? throw new ArgumentNullException(nameof(onRelease));
+
+    public void Released(long token, long notBefore) => onRelease();
+}
+
 /// <summary>
 /// Reports the last close of buffers anywhere — in this process or any
 /// process a buffer was passed to. Made by <see cref="IKernel.ObserveReleases"/>,
@@ -38,11 +59,15 @@ public interface IReleaseObserver : IDisposable
 
     /// <summary>
     /// Starts observing <paramref name="buffer"/> (still open here: call before
-    /// giving it away); <paramref name="onRelease"/> runs once, from
-    /// <see cref="Drain"/>, <see cref="Sweep"/> or <see cref="Recheck"/>, after
-    /// its last reference anywhere is gone. <paramref name="handle"/> names the
-    /// buffer to <see cref="Recheck"/>.
+    /// giving it away); <paramref name="sink"/> hears <paramref name="token"/>
+    /// once, from <see cref="Drain"/>, <see cref="Sweep"/> or <see cref="Recheck"/>,
+    /// after its last reference anywhere is gone. One sink serves every buffer,
+    /// so observing allocates no delegate per buffer. <paramref name="handle"/>
+    /// names the buffer to <see cref="Recheck"/>.
     /// </summary>
+    Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle);
+
+    /// <summary>As the sink overload, with a callback of its own (one delegate per buffer: for tests and probes).</summary>
     Errno Observe(SafeFd buffer, Action onRelease, out long handle);
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -37,26 +38,29 @@ public sealed class ReleaseWatcher : IReleaseObserver
     private const int MinimumSweep = 64;
     private const int MaximumSweep = 4096;
 
-    /// <summary>A duplicate held to read a buffer's reference count, and where it sits in the sweep's ring.</summary>
-    private sealed class Counted(long handle, SafeFd copy, Action onRelease)
+    /// <summary>Who hears a release, and as what: one sink for many buffers, so a buffer costs no delegate.</summary>
+    private readonly record struct Listener(IReleaseSink Sink, long Token)
     {
-        public long Handle { get; } = handle;
-
-        public SafeFd Copy { get; } = copy;
-
-        public Action OnRelease { get; } = onRelease;
-
-        public int Index { get; set; }
+        public void Fire(long notBefore) => Sink.Released(Token, notBefore);
     }
+
+    /// <summary>
+    /// A duplicate held to read a buffer's reference count (an entry of the
+    /// sweep's ring), and when it was last seen held (a Stopwatch timestamp).
+    /// </summary>
+    private readonly record struct Counted(long Handle, SafeFd Copy, Listener Listener, long SeenHeld);
 
     private readonly SafeFd inotify;
     private readonly bool closeMeansRelease;
     private readonly FdInfoCounter? counter;
-    private readonly Dictionary<int, Action> pending = [];
+    private readonly Dictionary<int, Listener> pending = [];
     private readonly List<Counted> counted = [];
-    private readonly Dictionary<long, Counted> countedByHandle = [];
+    /// <summary>Where each handle sits in <see cref="counted"/> (kept up to date as entries move).</summary>
+    private readonly Dictionary<long, int> countedByHandle = [];
     private long nextHandle;
     private int cursor;
+    /// <summary>When the last drain found the event queue empty: a release reported now happened after it.</summary>
+    private long drainedEmpty = Stopwatch.GetTimestamp();
     private readonly Lock gate = new();
     private readonly byte[] events = new byte[16 * 1024];
 
@@ -129,15 +133,17 @@ public sealed class ReleaseWatcher : IReleaseObserver
     public long Overflows { get; private set; }
 
     /// <summary>
-    /// Watches the file behind <paramref name="buffer"/>; <paramref name="onRelease"/>
-    /// runs once, from <see cref="Drain"/>, after its last reference is gone.
-    /// Call this while <paramref name="buffer"/> is still open.
+    /// Watches the file behind <paramref name="buffer"/>; <paramref name="sink"/>
+    /// hears <paramref name="token"/> once, from <see cref="Drain"/> (or the
+    /// sweep), after its last reference is gone. Call this while
+    /// <paramref name="buffer"/> is still open.
     /// </summary>
-    public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
+    public Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle)
     {
         ArgumentNullException.ThrowIfNull(buffer);
-        ArgumentNullException.ThrowIfNull(onRelease);
+        ArgumentNullException.ThrowIfNull(sink);
         handle = -1;
+        var listener = new Listener(sink, token);
         lock (gate)
         {
             if (counter is not null)
@@ -146,30 +152,36 @@ public sealed class ReleaseWatcher : IReleaseObserver
                 if (duplicated == Errno.None)
                 {
                     handle = ++nextHandle;
-                    var entry = new Counted(handle, copy, onRelease) { Index = counted.Count };
-                    counted.Add(entry);
-                    countedByHandle.Add(handle, entry);
+                    countedByHandle.Add(handle, counted.Count);
+                    counted.Add(new Counted(handle, copy, listener, Stopwatch.GetTimestamp()));
                 }
                 return duplicated;
             }
-            string path = "/proc/self/fd/" + buffer.DangerousFd.ToString(CultureInfo.InvariantCulture);
+            // /proc/self/fd/N without a string: the path is formatted on the stack.
+            Span<byte> path = stackalloc byte[32];
+            "/proc/self/fd/"u8.CopyTo(path);
+            Utf8Formatter.TryFormat(buffer.DangerousFd, path[14..], out int digits);
+            path[14 + digits] = 0;
             // A memfd watch asks only for IN_DELETE_SELF: it stays silent until the inode goes
             // (then IN_DELETE_SELF and IN_IGNORED), instead of an event for every close.
             uint mask = closeMeansRelease ? Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE : Inotify.IN_DELETE_SELF;
-            Errno errno = Sys.TryInotifyAddWatch(inotify, path, mask, out int watch);
+            Errno errno = Sys.TryInotifyAddWatch(inotify, path[..(15 + digits)], mask, out int watch);
             if (errno == Errno.None)
             {
-                if (pending.ContainsKey(watch))
+                if (!pending.TryAdd(watch, listener))
                 {
                     // The same inode watched twice: the kernel reuses the watch descriptor.
-                    throw new InvalidOperationException($"{path} is already watched (watch {watch})");
+                    throw new InvalidOperationException($"/proc/self/fd/{buffer.DangerousFd} is already watched (watch {watch})");
                 }
-                pending.Add(watch, onRelease);
                 handle = watch;
             }
             return errno;
         }
     }
+
+    /// <summary>As the sink overload, with a callback of its own.</summary>
+    public Errno Observe(SafeFd buffer, Action onRelease, out long handle) =>
+        Observe(buffer, new ReleaseCallback(onRelease), 0, out handle);
 
     /// <summary>Observes with no need to <see cref="Recheck"/> later.</summary>
     public Errno Observe(SafeFd buffer, Action onRelease) => Observe(buffer, onRelease, out _);
@@ -192,6 +204,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
                 Errno errno = Sys.TryRead(inotify, events, out int length);
                 if (errno == Errno.EAGAIN || (errno == Errno.None && length == 0))
                 {
+                    drainedEmpty = Stopwatch.GetTimestamp();
                     return released;
                 }
                 errno.ThrowIfError("read(inotify)");
@@ -206,14 +219,14 @@ public sealed class ReleaseWatcher : IReleaseObserver
                     }
                     bool evicted = (e.mask & (Inotify.IN_IGNORED | Inotify.IN_DELETE_SELF)) != 0;
                     bool closed = (e.mask & Inotify.IN_CLOSE) != 0;
-                    if ((evicted || (closed && closeMeansRelease)) && pending.Remove(e.wd, out Action? callback))
+                    if ((evicted || (closed && closeMeansRelease)) && pending.Remove(e.wd, out Listener listener))
                     {
                         if ((e.mask & Inotify.IN_IGNORED) == 0)
                         {
                             // Drop the watch now; its IN_IGNORED will find nothing pending.
                             Sys.TryInotifyRmWatch(inotify, e.wd);
                         }
-                        callback();
+                        listener.Fire(drainedEmpty);
                         released++;
                     }
                 }
@@ -243,7 +256,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
                 {
                     cursor = 0;
                 }
-                if (Check(counted[cursor]))
+                if (Check(cursor))
                 {
                     released++; // the last entry moved into this slot: look at it next
                 }
@@ -268,7 +281,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
             int released = 0;
             foreach (long handle in buffers)
             {
-                if (countedByHandle.TryGetValue(handle, out Counted? entry) && Check(entry))
+                if (countedByHandle.TryGetValue(handle, out int index) && Check(index))
                 {
                     released++;
                 }
@@ -277,9 +290,10 @@ public sealed class ReleaseWatcher : IReleaseObserver
         }
     }
 
-    /// <summary>Releases <paramref name="entry"/> when its duplicate is the last reference left; true if it did.</summary>
-    private bool Check(Counted entry)
+    /// <summary>Releases the entry at <paramref name="index"/> when its duplicate is the last reference left; true if it did.</summary>
+    private bool Check(int index)
     {
+        Counted entry = counted[index];
         Errno errno = counter!.TryRead(entry.Copy, out long count);
         if (errno != Errno.None)
         {
@@ -289,15 +303,16 @@ public sealed class ReleaseWatcher : IReleaseObserver
         }
         if (count != 1)
         {
+            counted[index] = entry with { SeenHeld = Stopwatch.GetTimestamp() };
             return false;
         }
         Counted last = counted[^1];
-        counted[entry.Index] = last;
-        last.Index = entry.Index;
+        counted[index] = last;
+        countedByHandle[last.Handle] = index;
         counted.RemoveAt(counted.Count - 1);
         countedByHandle.Remove(entry.Handle);
         entry.Copy.Dispose();
-        entry.OnRelease();
+        entry.Listener.Fire(entry.SeenHeld);
         return true;
     }
 

@@ -72,8 +72,18 @@ public static partial class Sys
             return errno;
         }
 
-        var fds = new List<SafeFd>();
+        // Counted first, so a message without descriptors (every request) allocates nothing.
+        int received = 0;
         for (cmsghdr* header = Sockets.CMSG_FIRSTHDR(&msg); header != null; header = Sockets.CMSG_NXTHDR(&msg, header))
+        {
+            if (header->cmsg_level == Sockets.SOL_SOCKET && header->cmsg_type == Sockets.SCM_RIGHTS)
+            {
+                received += (int)((header->cmsg_len - Sockets.CMSG_LEN(0)) / sizeof(int));
+            }
+        }
+        SafeFd[] fds = received == 0 ? [] : new SafeFd[received];
+        int next = 0;
+        for (cmsghdr* header = Sockets.CMSG_FIRSTHDR(&msg); header != null && received > 0; header = Sockets.CMSG_NXTHDR(&msg, header))
         {
             if (header->cmsg_level != Sockets.SOL_SOCKET || header->cmsg_type != Sockets.SCM_RIGHTS)
             {
@@ -83,10 +93,10 @@ public static partial class Sys
             int* slots = (int*)Sockets.CMSG_DATA(header);
             for (int i = 0; i < count; i++)
             {
-                fds.Add(SafeFd.DangerousAdopt(slots[i]));
+                fds[next++] = SafeFd.DangerousAdopt(slots[i]);
             }
         }
-        message = new ReceivedMessage((int)result, [.. fds], msg.msg_flags);
+        message = new ReceivedMessage((int)result, fds, msg.msg_flags);
         return Errno.None;
     }
 }

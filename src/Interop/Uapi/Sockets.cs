@@ -22,6 +22,9 @@ public static class Sockets
     public const int SO_PEERCRED = 17;
     public const int SO_PEERGROUPS = 59;
 
+    /// <summary>The peer's LSM label, as a string (include/uapi/asm-generic/socket.h; net/core/sock.c, sk_getsockopt).</summary>
+    public const int SO_PEERSEC = 31;
+
     public const int SCM_RIGHTS = 1;
 
     public const int MSG_PEEK = 0x2;

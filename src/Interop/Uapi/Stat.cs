@@ -7,6 +7,8 @@ namespace Rstmem.Interop.Uapi;
 /// </summary>
 public static class Stat
 {
+    /// <summary>The *at() calls' "relative to the working directory" (include/uapi/linux/fcntl.h).</summary>
+    public const int AT_FDCWD = -100;
     public const int AT_EMPTY_PATH = 0x1000;
     public const uint STATX_TYPE = 0x1;
     public const uint STATX_MODE = 0x2;

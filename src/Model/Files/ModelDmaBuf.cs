@@ -254,23 +254,18 @@ internal sealed class ModelDmaBuf(ExporterKind kind, string expName, long size, 
 
     // file_count - 1: the descriptors of this process that share the file,
     // plus kernel holders. References in other processes are not visible
-    // from here; the real kernel would count them too.
+    // from here; the real kernel would count them too. Matched by (device,
+    // inode), not by the memfd's name: several models in one process (the
+    // tests run them in parallel) name their buffers alike.
     private int CountReferences()
     {
-        string target = "/memfd:" + MemfdName + " (deleted)";
         int count = 0;
         foreach (string entry in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
         {
-            try
+            // An entry closed while we looked fails the stat, and is not counted.
+            if (Sys.TryGetIdentity(entry, out FileIdentity identity) == Errno.None && identity == Identity)
             {
-                if (new FileInfo(entry).LinkTarget == target)
-                {
-                    count++;
-                }
-            }
-            catch (IOException)
-            {
-                // Closed while we looked.
+                count++;
             }
         }
         return count + KernelHolders;

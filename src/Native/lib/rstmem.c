@@ -175,9 +175,12 @@ static int exchange(struct rstmem_conn *conn, uint16_t opcode, const unsigned ch
 	do
 		sent = send(conn->fd, request, HEADER_SIZE + payload_len, MSG_NOSIGNAL);
 	while (sent < 0 && errno == EINTR);
-	if (sent < 0)
-		return fail_connection(conn, -errno, "sending a request");
-	if ((size_t)sent != HEADER_SIZE + payload_len)	/* SOCK_SEQPACKET sends all or nothing */
+	int send_errno = sent < 0 ? errno : 0;
+	/* A connection the daemon refused at accept is closed already; its one reply
+	 * (opcode RSTMEM_REPLY, request_id 0) may still wait to be read: look for it. */
+	if (sent < 0 && send_errno != EPIPE && send_errno != ECONNRESET)
+		return fail_connection(conn, -send_errno, "sending a request");
+	if (sent >= 0 && (size_t)sent != HEADER_SIZE + payload_len)	/* SOCK_SEQPACKET sends all or nothing */
 		return fail_connection(conn, -EIO, "sending a request");
 
 	union {
@@ -191,10 +194,20 @@ static int exchange(struct rstmem_conn *conn, uint16_t opcode, const unsigned ch
 	};
 	ssize_t n;
 	do
-		n = recvmsg(conn->fd, &msg, MSG_CMSG_CLOEXEC);
+		n = recvmsg(conn->fd, &msg, MSG_CMSG_CLOEXEC | (send_errno ? MSG_DONTWAIT : 0));
 	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == ECONNRESET) {
+		/* The kernel reports a reset before the packets still queued:
+		 * the daemon's refusal may follow it. */
+		ssize_t again = recvmsg(conn->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (again >= 0)
+			n = again;
+		else
+			errno = ECONNRESET;
+	}
 	if (n < 0)
-		return fail_connection(conn, -errno, "receiving a reply");
+		return fail_connection(conn, send_errno ? -send_errno : -errno,
+				       send_errno ? "sending a request" : "receiving a reply");
 
 	/* Take every descriptor first, so each failure below can close them. */
 	int fds[MAX_RECEIVED_FDS];
@@ -209,7 +222,7 @@ static int exchange(struct rstmem_conn *conn, uint16_t opcode, const unsigned ch
 
 	if (n == 0) {
 		close_all(fds, nfds);
-		return fail_connection(conn, -ECONNRESET, "rstmemd closed the connection");
+		return fail_connection(conn, send_errno ? -send_errno : -ECONNRESET, "rstmemd closed the connection");
 	}
 	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
 		return protocol_error(conn, fds, nfds, "%s (msg_flags 0x%x)",
@@ -228,6 +241,18 @@ static int exchange(struct rstmem_conn *conn, uint16_t opcode, const unsigned ch
 	uint32_t payload_length = get_u32(p + OFF(rstmem_header, payload_length));
 	if (magic != RSTMEM_PROTOCOL_MAGIC)
 		return protocol_error(conn, fds, nfds, "bad magic 0x%08x", magic);
+	/* The daemon refused this connection (over its per-user connection limit):
+	 * one error reply with no request opcode and request_id 0, then the close. */
+	bool refused = r_opcode == RSTMEM_REPLY && r_id == 0;
+	if (refused && len >= HEADER_SIZE + STATUS_SIZE && payload_length == len - HEADER_SIZE) {
+		int32_t refusal = (int32_t)get_u32(p + HEADER_SIZE + OFF(rstmem_status, error));
+		uint32_t text_len = get_u32(p + HEADER_SIZE + OFF(rstmem_status, message_length));
+		if (refusal > 0 && refusal < 4096 && text_len == len - HEADER_SIZE - STATUS_SIZE && nfds == 0) {
+			rstmem_debug("rstmemd refused the connection: %s: %.*s", strerror(refusal),
+				     (int)text_len, (const char *)(p + HEADER_SIZE + STATUS_SIZE));
+			return fail_connection(conn, -refusal, "rstmemd refused the connection");
+		}
+	}
 	if (r_opcode != (opcode | RSTMEM_REPLY))
 		return protocol_error(conn, fds, nfds, "opcode 0x%04x, expected 0x%04x",
 				      r_opcode, (unsigned)(opcode | RSTMEM_REPLY));

@@ -225,12 +225,12 @@ static bool hello_bad_magic(int client, const struct request *r, unsigned seq)
 	return true;
 }
 
-static bool hello_version_2(int client, const struct request *r, unsigned seq)
+static bool hello_version_too_high(int client, const struct request *r, unsigned seq)
 {
 	MISBEHAVE_ON(0);
 	struct reply p;
 	hello_reply(&p, r);
-	((struct rstmem_hello_reply *)reply_body(&p))->version = 2;
+	((struct rstmem_hello_reply *)reply_body(&p))->version = RSTMEM_PROTOCOL_VERSION + 1;
 	send_packet(client, p.bytes, p.length, 0);
 	return true;
 }
@@ -321,6 +321,19 @@ static bool hello_name_without_nul(int client, const struct request *r, unsigned
 	memset(((struct rstmem_hello_reply *)reply_body(&p))->server, 'x', RSTMEM_SERVER_NAME_LEN);
 	send_packet(client, p.bytes, p.length, 0);
 	return true;
+}
+
+/* rstmemd over a uid's connection limit: one reply with opcode RSTMEM_REPLY
+ * alone and request_id 0, then the close (docs/protocol.md, section 6). */
+static bool connection_refused(int client, const struct request *r, unsigned seq)
+{
+	(void)seq;
+	struct reply p;
+	error_reply(&p, r, EUSERS, "MaxConnectionsPerUser: uid 1000 has 64 connections open; the limit is 64");
+	reply_header(&p)->opcode = RSTMEM_REPLY;
+	reply_header(&p)->request_id = 0;
+	send_packet(client, p.bytes, p.length, 0);
+	return false;
 }
 
 static bool hang_up(int client, const struct request *r, unsigned seq)
@@ -787,7 +800,8 @@ int main(void)
 
 	connect_scenario("correct", serve_correctly, 0);
 	connect_scenario("hello_bad_magic", hello_bad_magic, -EPROTO);
-	connect_scenario("hello_version_2", hello_version_2, -EPROTO);
+	connect_scenario("hello_version_too_high", hello_version_too_high, -EPROTO);
+	connect_scenario("connection_refused", connection_refused, -EUSERS);
 	connect_scenario("hello_version_0", hello_version_0, -EPROTO);
 	connect_scenario("hello_refused", hello_refused, -EPROTONOSUPPORT);
 	connect_scenario("hello_wrong_request_id", hello_wrong_request_id, -EPROTO);

@@ -56,8 +56,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# An empty configuration: /etc/rstmemd/rstmemd.json on this machine must not matter.
-echo '{}' >"$dir/rstmemd.json"
+# Our own configuration: /etc/rstmemd/rstmemd.json on this machine must not matter.
+# No pool share: these tests fill pools to check ENOMEM and max_alloc_bytes
+# (the share is tested by the daemon's own tests, tests/Rstmem.Tests/Policy).
+echo '{ "Access": { "MaxPoolSharePercent": 100 } }' >"$dir/rstmemd.json"
 # shellcheck disable=SC2086 # RSTMEM_TEST_DAEMON_ARGS is a word list on purpose
 env -u RSTMEMD_SOCKET "$dotnet" "$dll" serve --backend model --config "$dir/rstmemd.json" \
   --socket "$socket" ${RSTMEM_TEST_DAEMON_ARGS:-} >"$log" 2>&1 &

@@ -24,11 +24,41 @@ public sealed class HeapCatalog : IDisposable
     /// <summary>A descriptor the providers share (the v4 TEE context), closed with the catalog.</summary>
     public void Own(SafeFd fd) => owned.Add(fd);
 
-    public HeapProvider? ByName(string name) => providers.FirstOrDefault(p => p.Name == name);
+    public HeapProvider? ByName(string name) => ByName(name.AsSpan());
+
+    /// <summary>As <see cref="ByName(string)"/>, for a name not made into a string (the broker's request path allocates nothing).</summary>
+    public HeapProvider? ByName(ReadOnlySpan<char> name)
+    {
+        foreach (HeapProvider provider in providers)
+        {
+            if (name.SequenceEqual(provider.Name))
+            {
+                return provider;
+            }
+        }
+        return null;
+    }
 
     /// <summary>The provider for a use case: the generation's own heap first, then a vendor alias.</summary>
-    public HeapProvider? ByUseCase(string useCase) =>
-        providers.Where(p => p.UseCase?.Name == useCase).OrderBy(p => p.Generation is null ? 1 : 0).FirstOrDefault();
+    public HeapProvider? ByUseCase(string useCase) => ByUseCase(useCase.AsSpan());
+
+    /// <summary>As <see cref="ByUseCase(string)"/>, without a string.</summary>
+    public HeapProvider? ByUseCase(ReadOnlySpan<char> useCase)
+    {
+        HeapProvider? alias = null;
+        foreach (HeapProvider provider in providers)
+        {
+            if (provider.UseCase is { } known && useCase.SequenceEqual(known.Name))
+            {
+                if (provider.Generation is not null)
+                {
+                    return provider;
+                }
+                alias ??= provider;
+            }
+        }
+        return alias;
+    }
 
     /// <summary>
     /// Scans /dev/dma_heap and adds the heaps not yet known: protected,*

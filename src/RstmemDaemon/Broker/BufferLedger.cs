@@ -1,3 +1,4 @@
+using Rstmem.Daemon.Policy;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
 
@@ -30,9 +31,6 @@ public sealed class UserUsage
     /// <summary>Each limit's first breach is logged once per uid (dbus-broker's habit), not on every refusal.</summary>
     public HashSet<string> BreachesLogged { get; } = [];
 
-    /// <summary>The release observer's handles of the buffers this uid holds.</summary>
-    internal HashSet<long> Live { get; } = [];
-
     /// <summary>When this uid's buffers were last rechecked before a refusal (the ledger's clock).</summary>
     internal long LastRecount { get; set; } = long.MinValue / 2;
 }
@@ -43,35 +41,42 @@ public sealed class UserUsage
 /// The one owner of the per-user limits: a buffer is charged to its uid
 /// before the kernel allocates it (<see cref="TryCharge"/>) and uncharged only
 /// at its release. Used from the broker's one thread only.
+///
+/// A live buffer costs a slot in one array of structs (the heap as an index
+/// into the interned heaps, no string or object of its own) and one entry of
+/// the id index; the observer hears about all of them through this one
+/// <see cref="IReleaseSink"/>, by slot number, so there is no delegate per buffer.
 /// </summary>
-public sealed class BufferLedger : IDisposable
+public sealed class BufferLedger : IReleaseSink, IDisposable
 {
-    private sealed class Record(ulong id, uint uid, int pid, string heap, long size, long connection)
+    /// <summary>One buffer handed out. A slot is reused once its buffer is released and no connection can FREE it.</summary>
+    private struct Slot
     {
-        /// <summary>The observer's name for the buffer (<see cref="IReleaseObserver.Recheck"/>).</summary>
-        public long Handle { get; set; }
-
-        public ulong Id { get; } = id;
-
-        public uint Uid { get; } = uid;
-
-        public int Pid { get; } = pid;
-
-        public string Heap { get; } = heap;
-
-        public long Size { get; } = size;
-
+        public ulong Id;
+        public long Size;
         /// <summary>The connection that may FREE it; 0 once that connection closed or freed it.</summary>
-        public long Connection { get; set; } = connection;
-
-        public bool Released { get; set; }
+        public long Connection;
+        /// <summary>The observer's name for the buffer (<see cref="IReleaseObserver.Recheck"/>).</summary>
+        public long Handle;
+        public uint Uid;
+        public ushort Heap;
+        public bool Released;
     }
+
+    /// <summary>Release latencies are counted in power-of-two microsecond buckets: bucket b holds [2^(b-1), 2^b) µs.</summary>
+    private const int LatencyBuckets = 40;
 
     private readonly IReleaseObserver releases;
     private readonly Func<long> milliseconds;
-    private readonly Dictionary<ulong, Record> records = [];
+    private Slot[] slots = new Slot[64];
+    private int slotsUsed;
+    private readonly Stack<int> freeSlots = new();
+    private readonly Dictionary<ulong, int> byId = [];
     private readonly Dictionary<uint, UserUsage> users = [];
-    private readonly Dictionary<string, HeapUsage> heaps = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ushort> heapIndex = new(StringComparer.Ordinal);
+    private readonly List<(string Name, HeapUsage Usage)> heaps = [];
+    private readonly List<long> recheck = [];
+    private readonly long[] latencies = new long[LatencyBuckets];
     private ulong nextId;
 
     /// <param name="releases">How releases are learned (from the kernel surface); the ledger owns it.</param>
@@ -86,6 +91,12 @@ public sealed class BufferLedger : IDisposable
     }
 
     public BrokerLimits Limits { get; }
+
+    /// <summary>Who may allocate from which heap; swapped on reload (SIGHUP).</summary>
+    public PolicyReference Policy { get; } = new(AccessPolicy.Unrestricted);
+
+    /// <summary>Per heap per uid usage: the fair shares, and each caller's own statistics.</summary>
+    public HeapShares Shares { get; } = new();
 
     /// <summary>Readable when releases are waiting to be handled.</summary>
     public SafeFd ReleaseEvents => releases.Events;
@@ -119,23 +130,61 @@ public sealed class BufferLedger : IDisposable
         return usage;
     }
 
-    public HeapUsage Heap(string name)
+    public HeapUsage Heap(string name) => heaps[HeapIndex(name)].Usage;
+
+    /// <summary>The heap's interned number: its name is kept once, not per buffer.</summary>
+    private ushort HeapIndex(string name)
     {
-        if (!heaps.TryGetValue(name, out HeapUsage? usage))
+        if (!heapIndex.TryGetValue(name, out ushort index))
         {
-            usage = new HeapUsage();
-            heaps[name] = usage;
+            index = checked((ushort)heaps.Count);
+            heaps.Add((name, new HeapUsage()));
+            heapIndex[name] = index;
         }
-        return usage;
+        return index;
     }
+
+    /// <summary>Releases seen since start, with their latency (see <see cref="ReleaseLatencyMicroseconds"/>).</summary>
+    public ulong ReleasesTimed { get; private set; }
+
+    /// <summary>
+    /// The <paramref name="fraction"/> quantile (0.99 for p99) of release
+    /// latency in microseconds: from a buffer's last close to its uncharge, an
+    /// upper bound (the observer says when it last saw the buffer held; the
+    /// model knows the moment). Reported as the top of its power-of-two bucket; 0 before any release.
+    /// </summary>
+    public ulong ReleaseLatencyMicroseconds(double fraction)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(fraction);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(fraction, 1);
+        if (ReleasesTimed == 0)
+        {
+            return 0;
+        }
+        ulong wanted = (ulong)Math.Ceiling(ReleasesTimed * fraction);
+        ulong seen = 0;
+        for (int bucket = 0; bucket < LatencyBuckets; bucket++)
+        {
+            seen += (ulong)latencies[bucket];
+            if (seen >= wanted && latencies[bucket] > 0)
+            {
+                return bucket == 0 ? 1 : 1UL << bucket;
+            }
+        }
+        return 1UL << (LatencyBuckets - 1);
+    }
+
+    /// <summary>The longest release latency seen, in microseconds (an upper bound, as for the quantiles).</summary>
+    public ulong ReleaseLatencyMaxMicroseconds { get; private set; }
 
     /// <summary>Handles the releases the kernel has reported: no work per live buffer.</summary>
     public int HandleReleases() => releases.Drain();
 
-    public void CountFailure(string heap)
+    public void CountFailure(string heap, uint uid)
     {
         Failures++;
         Heap(heap).Failures++;
+        Shares.Of(uid, heap).Failures++;
     }
 
     /// <summary>
@@ -155,6 +204,10 @@ public sealed class BufferLedger : IDisposable
         return true;
     }
 
+    /// <summary>What a connection refused by <see cref="TryConnect"/> is told.</summary>
+    public string ConnectionRefusal(uint uid) =>
+        $"MaxConnectionsPerUser: uid {uid} has {User(uid).Connections} connections open; the limit is {Limits.MaxConnectionsPerUser}";
+
     public void Disconnected(uint uid) => User(uid).Connections--;
 
     /// <summary>
@@ -165,7 +218,7 @@ public sealed class BufferLedger : IDisposable
     /// is the limit's name the first time this uid breaches it (log it once),
     /// else null. A charge is either <see cref="TryRecord">recorded</see> or <see cref="Refund">refunded</see>.
     /// </summary>
-    public Errno TryCharge(uint uid, long size, out string refusal, out string? firstBreach)
+    public Errno TryCharge(uint uid, string heap, long size, long shareLimit, out string refusal, out string? firstBreach)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         HandleReleases();
@@ -175,21 +228,27 @@ public sealed class BufferLedger : IDisposable
         string? limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
             : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
             : null;
-        if (limit is not null && RecountBeforeRefusing(user))
+        if (limit is null && !Shares.Fits(uid, heap, size, shareLimit, out refusal))
+        {
+            limit = "pool share";
+        }
+        if (limit is not null && RecountBeforeRefusing(uid, user))
         {
             limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
                 : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
+                : !Shares.Fits(uid, heap, size, shareLimit, out refusal) ? "pool share"
                 : null;
         }
         if (limit is not null)
         {
             firstBreach = user.BreachesLogged.Add(limit) ? limit : null;
-            refusal = $"{limit}: uid {uid} holds {user.Buffers} buffers of {user.Bytes} bytes and asks for {size} more bytes; " +
+            refusal = limit == "pool share" ? refusal : $"{limit}: uid {uid} holds {user.Buffers} buffers of {user.Bytes} bytes and asks for {size} more bytes; " +
                       $"limits are {Limits.MaxBuffersPerUser} buffers and {Limits.MaxBytesPerUser} bytes";
             return Errno.EDQUOT;
         }
         user.Buffers++;
         user.Bytes += size;
+        Shares.Add(uid, heap, size, 1);
         return Errno.None;
     }
 
@@ -199,9 +258,9 @@ public sealed class BufferLedger : IDisposable
     /// interval per user, so a client hammering at its limit cannot turn its
     /// refusals into work that delays everyone. True when anything was released.
     /// </summary>
-    private bool RecountBeforeRefusing(UserUsage user)
+    private bool RecountBeforeRefusing(uint uid, UserUsage user)
     {
-        if (releases.PollIntervalMilliseconds is not { } interval || user.Live.Count == 0)
+        if (releases.PollIntervalMilliseconds is not { } interval || user.Buffers == 0)
         {
             return false;
         }
@@ -211,15 +270,24 @@ public sealed class BufferLedger : IDisposable
             return false;
         }
         user.LastRecount = now;
-        return releases.Recheck([.. user.Live]) > 0;
+        recheck.Clear();
+        for (int i = 0; i < slotsUsed; i++)
+        {
+            if (slots[i].Id != 0 && !slots[i].Released && slots[i].Uid == uid)
+            {
+                recheck.Add(slots[i].Handle);
+            }
+        }
+        return recheck.Count > 0 && releases.Recheck(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(recheck)) > 0;
     }
 
     /// <summary>Takes back a charge whose allocation failed.</summary>
-    public void Refund(uint uid, long size)
+    public void Refund(uint uid, string heap, long size)
     {
         UserUsage user = User(uid);
         user.Buffers--;
         user.Bytes -= size;
+        Shares.Add(uid, heap, -size, -1);
     }
 
     /// <summary>
@@ -231,26 +299,39 @@ public sealed class BufferLedger : IDisposable
     /// </summary>
     public Errno TryRecord(SafeFd buffer, uint uid, int pid, string heap, long charged, long size, long connection, out ulong id)
     {
-        id = ++nextId;
-        var record = new Record(id, uid, pid, heap, size, connection);
-        Errno errno = releases.Observe(buffer, () => OnReleased(record), out long handle);
+        int slot = freeSlots.Count > 0 ? freeSlots.Pop() : NewSlot();
+        Errno errno = releases.Observe(buffer, this, slot, out long handle);
         if (errno != Errno.None)
         {
-            Refund(uid, charged);
+            freeSlots.Push(slot);
+            Refund(uid, heap, charged);
+            id = 0;
             return errno;
         }
-        record.Handle = handle;
-        User(uid).Live.Add(handle);
-        records[id] = record;
+        id = ++nextId;
+        ushort heapNumber = HeapIndex(heap);
+        slots[slot] = new Slot { Id = id, Size = size, Connection = connection, Handle = handle, Uid = uid, Heap = heapNumber };
+        byId[id] = slot;
         Allocations++;
         LiveBuffers++;
         LiveBytes += (ulong)size;
-        HeapUsage usage = Heap(heap);
+        HeapUsage usage = heaps[heapNumber].Usage;
         usage.Allocations++;
         usage.LiveBuffers++;
         usage.LiveBytes += (ulong)size;
         User(uid).Bytes += size - charged;
+        Shares.Add(uid, heap, size - charged, 0);
+        Shares.Of(uid, heap).Allocations++;
         return Errno.None;
+    }
+
+    private int NewSlot()
+    {
+        if (slotsUsed == slots.Length)
+        {
+            Array.Resize(ref slots, slots.Length * 2);
+        }
+        return slotsUsed++;
     }
 
     /// <summary>FREE: ends the connection's claim. ENOENT for an id it does not hold.</summary>
@@ -258,15 +339,15 @@ public sealed class BufferLedger : IDisposable
     {
         HandleReleases();
         released = false;
-        if (!records.TryGetValue(id, out Record? record) || record.Connection != connection)
+        if (!byId.TryGetValue(id, out int slot) || slots[slot].Connection != connection)
         {
             return Errno.ENOENT;
         }
-        released = record.Released;
-        record.Connection = 0;
-        if (record.Released)
+        released = slots[slot].Released;
+        slots[slot].Connection = 0;
+        if (released)
         {
-            records.Remove(id);
+            Forget(slot);
         }
         return Errno.None;
     }
@@ -274,34 +355,60 @@ public sealed class BufferLedger : IDisposable
     /// <summary>A connection closed: its buffers stay charged until released, but can no longer be freed by id.</summary>
     public void ConnectionClosed(long connection)
     {
-        foreach (Record record in records.Values.Where(r => r.Connection == connection).ToList())
+        for (int slot = 0; slot < slotsUsed; slot++)
         {
-            record.Connection = 0;
-            if (record.Released)
+            if (slots[slot].Id != 0 && slots[slot].Connection == connection)
             {
-                records.Remove(record.Id);
+                slots[slot].Connection = 0;
+                if (slots[slot].Released)
+                {
+                    Forget(slot);
+                }
             }
         }
     }
 
-    private void OnReleased(Record record)
+    private void Forget(int slot)
     {
+        byId.Remove(slots[slot].Id);
+        slots[slot] = default;
+        freeSlots.Push(slot);
+    }
+
+    /// <summary>From the observer (on this thread): the buffer in <paramref name="token"/>'s slot is released.</summary>
+    void IReleaseSink.Released(long token, long notBefore)
+    {
+        int slot = checked((int)token);
+        ref Slot record = ref slots[slot];
         record.Released = true;
         Released++;
         LiveBuffers--;
         LiveBytes -= (ulong)record.Size;
-        HeapUsage usage = Heap(record.Heap);
+        (string heapName, HeapUsage usage) = heaps[record.Heap];
         usage.LiveBuffers--;
         usage.LiveBytes -= (ulong)record.Size;
         UserUsage user = User(record.Uid);
         user.Buffers--;
         user.Bytes -= record.Size;
-        user.Live.Remove(record.Handle);
+        Shares.Add(record.Uid, heapName, -record.Size, -1);
+        CountLatency(notBefore);
+        ulong id = record.Id;
+        uint uid = record.Uid;
+        long size = record.Size;
         if (record.Connection == 0)
         {
-            records.Remove(record.Id);
+            Forget(slot);
         }
-        BufferReleased?.Invoke(record.Id, record.Uid, record.Heap, record.Size);
+        BufferReleased?.Invoke(id, uid, heapName, size);
+    }
+
+    private void CountLatency(long notBefore)
+    {
+        long micros = Math.Max(0, (long)System.Diagnostics.Stopwatch.GetElapsedTime(notBefore).TotalMicroseconds);
+        int bucket = micros == 0 ? 0 : Math.Min(LatencyBuckets - 1, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)micros));
+        latencies[bucket]++;
+        ReleasesTimed++;
+        ReleaseLatencyMaxMicroseconds = Math.Max(ReleaseLatencyMaxMicroseconds, (ulong)micros);
     }
 
     public void Dispose() => releases.Dispose();

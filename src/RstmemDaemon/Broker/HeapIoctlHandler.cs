@@ -19,7 +19,7 @@ namespace Rstmem.Daemon.Broker;
 /// the reply carries what the kernel did: its errno, the argument as the
 /// kernel left it, and the new dma-buf.
 /// </summary>
-internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger ledger, Action refreshHeaps, ILogger logger)
+internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger ledger, Action refreshHeaps, ILogger logger, byte[] replyBuffer)
 {
     private const uint IOC_IN = Ioc._IOC_WRITE << Ioc._IOC_DIRSHIFT;
     private const uint IOC_OUT = Ioc._IOC_READ << Ioc._IOC_DIRSHIFT;
@@ -99,14 +99,20 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
         }
         ulong len = MemoryMarshal.Read<dma_heap_allocation_data>(kdata).len;
         long charge = len is 0 or > long.MaxValue ? 0 : (long)len;
-        Errno errno = ledger.TryCharge(client.Uid, charge, out string refusal, out string? firstBreach);
+        // The access policy and pool share apply here as at ALLOC (src/RstmemDaemon/Policy).
+        Errno errno = Policy.Admission.Admit(ledger, client, heap, out long share, out string refusal);
+        string? firstBreach = null;
+        if (errno == Errno.None)
+        {
+            errno = ledger.TryCharge(client.Uid, heap.Name, charge, share, out refusal, out firstBreach);
+        }
         if (errno != Errno.None)
         {
             if (firstBreach is not null)
             {
                 logger.LogWarning("uid {Uid} reached its {Limit} limit: {Refusal}; further refusals are not logged", client.Uid, firstBreach, refusal);
             }
-            ledger.CountFailure(heap.Name);
+            ledger.CountFailure(heap.Name, client.Uid);
             return Error(client, header, errno, refusal);
         }
 
@@ -122,8 +128,8 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
                 }
             }
         }
-        ledger.Refund(client.Uid, charge);
-        ledger.CountFailure(heap.Name);
+        ledger.Refund(client.Uid, heap.Name, charge);
+        ledger.CountFailure(heap.Name, client.Uid);
         logger.LogInformation("heap ioctl 0x{Request:x8} on {Heap} for uid {Uid} pid {Pid} failed: {Errno}", request.request, heap.Name, client.Uid, client.Pid, errno.Name());
         return Reply(client, header, errno, -1, data, null, 0);
     }
@@ -144,12 +150,12 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
         }
         else
         {
-            ledger.Refund(client.Uid, charge);
+            ledger.Refund(client.Uid, heap.Name, charge);
         }
         if (errno != Errno.None)
         {
             buffer.Dispose();
-            ledger.CountFailure(heap.Name);
+            ledger.CountFailure(heap.Name, client.Uid);
             return Error(client, header, errno, $"cannot track the new buffer from {heap.Name}: {errno.Describe()}");
         }
         logger.LogInformation("handed buffer {BufferId} of {Size} bytes from {Heap} (program's own DMA_HEAP_IOCTL_ALLOC) to uid {Uid} pid {Pid}",
@@ -163,7 +169,7 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
 
     private static bool IsNode(HeapProvider heap) => heap is DmaHeapProvider;
 
-    private static OutgoingReply Reply(Connection client, rstmem_header header, Errno errno, int result, byte[] data, SafeFd? buffer, ulong id, bool cloexec = false)
+    private OutgoingReply Reply(Connection client, rstmem_header header, Errno errno, int result, byte[] data, SafeFd? buffer, ulong id, bool cloexec = false)
     {
         var reply = new rstmem_heap_ioctl_reply
         {
@@ -177,13 +183,10 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
         return new OutgoingReply(Packet(client, header, Wire.Ok, Wire.Bytes(reply), data), buffer);
     }
 
-    private static OutgoingReply Error(Connection client, rstmem_header header, Errno errno, string message) =>
+    private OutgoingReply Error(Connection client, rstmem_header header, Errno errno, string message) =>
         new(Packet(client, header, Wire.Status(errno, message)), null);
 
-    private static byte[] Packet(Connection client, rstmem_header header, params byte[][] parts)
-    {
-        byte[] buffer = new byte[RSTMEM_MAX_PACKET];
-        int length = Wire.Build(buffer, (ushort)(header.opcode | RSTMEM_REPLY), header.request_id, client.Version, parts);
-        return buffer[..length];
-    }
+    /// <summary>The reply, written into the dispatcher's reply buffer (see <see cref="OutgoingReply"/>); its length.</summary>
+    private int Packet(Connection client, rstmem_header header, params byte[][] parts) =>
+        Wire.Build(replyBuffer, (ushort)(header.opcode | RSTMEM_REPLY), header.request_id, client.Version, parts);
 }

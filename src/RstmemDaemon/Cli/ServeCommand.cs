@@ -122,8 +122,12 @@ internal static class ServeCommand
             heapWatch = chosen.Kind == BackendKind.DmaHeap ? new HeapDirectoryWatch() : null;
             var limits = new BrokerLimits(options.Limits.MaxBuffersPerUser, options.MaxBytesPerUserValue, options.Limits.MaxConnectionsPerUser);
             using BrokerServer server = DaemonComposition.Broker(listener.Fd, chosen, limits, loggerFactory, refresh, heapWatch);
-
-            var lifetime = new DaemonLifetime(server, SystemdNotifier.FromEnvironment(), log);
+            uint daemonUid = Sys.GetEffectiveUserId();
+            server.Ledger.Policy.Swap(options.AccessPolicy(daemonUid));
+            var lifetime = new DaemonLifetime(server, SystemdNotifier.FromEnvironment(), log)
+            {
+                Reload = () => Policy.PolicyReload.Reload(problems => LoadOptions(configPath, overrides, problems), server.Ledger.Policy, daemonUid, log),
+            };
             return lifetime.Run($"{chosen.KindName}, {chosen.Heaps.Count} heap(s), listening on {listener.Path}");
         }
         catch (Exception e) when (e is StartupException or ErrnoException or ArgumentException)

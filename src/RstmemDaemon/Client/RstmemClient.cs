@@ -27,6 +27,12 @@ public sealed record HeapInfo(string Name, string UseCase, uint Backend, uint Ge
 
 public sealed record HeapStats(string Name, ulong Allocations, ulong Failures, ulong LiveBuffers, ulong LiveBytes, ulong TotalBytes, ulong FreeBytes, ulong LargestFreeBytes, ulong Lends, ulong Reclaims);
 
+public sealed record HeapUsageInfo(string Name, ulong Buffers, ulong Bytes, ulong? ShareBytes, ulong Allocations, ulong Failures, bool Granted);
+
+/// <summary>A uid's usage and limits (USAGE, protocol version 2); <see cref="NextUid"/> is the next uid an administrator may ask about.</summary>
+public sealed record UserUsageInfo(uint Uid, bool Admin, uint? NextUid, uint Connections, ulong Buffers, ulong Bytes,
+    uint MaxConnections, uint MaxBuffers, ulong MaxBytes, IReadOnlyList<HeapUsageInfo> Heaps);
+
 public sealed record DaemonStats(ulong UptimeMs, ulong Allocations, ulong Failures, ulong LiveBuffers, ulong LiveBytes, uint Clients, IReadOnlyList<HeapStats> Heaps);
 
 /// <summary>A buffer from the daemon. The caller owns <see cref="Fd"/>; the memory returns when the last copy of it anywhere is closed.</summary>
@@ -188,7 +194,33 @@ public sealed class RstmemClient : IDisposable
         return new DaemonStats(stats.uptime_ms, stats.allocations, stats.failures, stats.live_buffers, stats.live_bytes, stats.clients, heaps);
     }
 
-    /// <summary>Sends one request and returns the reply's payload after the status; throws on an error status.</summary>
+    /// <summary>USAGE: the caller's own usage and limits, or (administrators only) those of <paramref name="uid"/>. Needs protocol version 2.</summary>
+    public UserUsageInfo Usage(uint? uid = null)
+    {
+        if (Server.Version < 2)
+        {
+            throw new RstmemException(Errno.ENOSYS, $"USAGE needs protocol version 2; the daemon speaks {Server.Version}");
+        }
+        byte[] reply = Request(RSTMEM_OP_USAGE, Wire.Bytes(new rstmem_usage_request { uid = uid ?? 0, flags = uid is null ? 0 : RSTMEM_USAGE_OF_UID }), out _);
+        var usage = Read<rstmem_usage_reply>(reply, 0);
+        var heaps = new List<HeapUsageInfo>();
+        for (int i = 0; i < usage.count; i++)
+        {
+            var entry = Read<rstmem_heap_usage>(reply, Unsafe.SizeOf<rstmem_usage_reply>() + (i * (int)usage.entry_size));
+            unsafe
+            {
+                heaps.Add(new HeapUsageInfo(Wire.ReadString(Wire.Field(entry.name, RSTMEM_HEAP_NAME_LEN), "heap name"), entry.buffers, entry.bytes,
+                    entry.share_bytes == RSTMEM_NO_LIMIT ? null : entry.share_bytes, entry.allocations, entry.failures, (entry.flags & RSTMEM_HEAP_USAGE_GRANTED) != 0));
+            }
+        }
+        return new UserUsageInfo(usage.uid, (usage.flags & RSTMEM_USAGE_ADMIN) != 0, usage.next_uid == RSTMEM_NO_UID ? null : usage.next_uid,
+            usage.connections, usage.buffers, usage.bytes, usage.max_connections, usage.max_buffers, usage.max_bytes, heaps);
+    }
+
+    /// <summary>
+    /// Sends one request and returns the reply's payload after the status; throws on an error status.
+    /// One request at a time per connection (the lock), well within RSTMEM_MAX_PIPELINE.
+    /// </summary>
     private byte[] Request(ushort opcode, byte[] payload, out SafeFd? fd)
     {
         lock (gate)
@@ -197,14 +229,24 @@ public sealed class RstmemClient : IDisposable
             uint id = ++nextRequest;
             byte[] packet = new byte[RSTMEM_MAX_PACKET];
             int length = Wire.Build(packet, opcode, id, Server?.Version ?? RSTMEM_PROTOCOL_VERSION, payload);
-            Sys.TrySendMessage(socket, packet.AsSpan(0, length), [], 0, out _).ThrowIfError("sendmsg", SocketPath);
-
-            Sys.TryReceiveMessage(socket, buffer, 1, 0, out ReceivedMessage message).ThrowIfError("recvmsg", SocketPath);
+            Errno sent = Sys.TrySendMessage(socket, packet.AsSpan(0, length), [], Sockets.MSG_NOSIGNAL, out _);
+            // A connection the daemon refused may already be closed: its one reply says why.
+            Errno received = Sys.TryReceiveMessage(socket, buffer, 1, sent == Errno.None ? 0 : Sockets.MSG_DONTWAIT, out ReceivedMessage message);
+            if (received == Errno.ECONNRESET)
+            {
+                // The kernel reports a reset before the packets still queued: the refusal may follow it.
+                received = Sys.TryReceiveMessage(socket, buffer, 1, Sockets.MSG_DONTWAIT, out message) == Errno.None ? Errno.None : received;
+            }
+            if (received != Errno.None)
+            {
+                throw new RstmemException(sent != Errno.None ? sent : received,
+                    $"rstmemd at {SocketPath}: {(sent != Errno.None ? "sendmsg" : "recvmsg")}: {(sent != Errno.None ? sent : received).Describe()}");
+            }
             try
             {
                 if (message.Length == 0)
                 {
-                    throw new RstmemException(Errno.ECONNRESET, $"rstmemd at {SocketPath} closed the connection");
+                    throw new RstmemException(sent == Errno.None ? Errno.ECONNRESET : sent, $"rstmemd at {SocketPath} closed the connection");
                 }
                 if (message.PayloadTruncated || message.ControlTruncated)
                 {
@@ -212,7 +254,8 @@ public sealed class RstmemClient : IDisposable
                 }
                 ReadOnlySpan<byte> reply = buffer.AsSpan(0, message.Length);
                 rstmem_header header = Wire.ReadHeader(reply);
-                if (header.opcode != (opcode | RSTMEM_REPLY) || header.request_id != id)
+                bool refused = header.opcode == RSTMEM_REPLY && header.request_id == 0; // the daemon refused the connection
+                if (!refused && (header.opcode != (opcode | RSTMEM_REPLY) || header.request_id != id))
                 {
                     throw new RstmemException(Errno.EBADMSG, $"reply opcode 0x{header.opcode:x} id {header.request_id} does not answer request 0x{opcode:x} id {id}");
                 }
@@ -222,6 +265,10 @@ public sealed class RstmemClient : IDisposable
                     int textLength = (int)Math.Min(status.message_length, (uint)(reply.Length - Wire.HeaderSize - Wire.StatusSize));
                     string text = System.Text.Encoding.UTF8.GetString(reply.Slice(Wire.HeaderSize + Wire.StatusSize, textLength));
                     throw new RstmemException((Errno)status.error, text.Length > 0 ? text : ((Errno)status.error).Describe());
+                }
+                if (refused)
+                {
+                    throw new RstmemException(Errno.EBADMSG, "a connection-level reply (opcode 0x8000, request_id 0) without an error");
                 }
                 int expectedFds = opcode == RSTMEM_OP_ALLOC ? 1 : 0;
                 if (message.Fds.Length != expectedFds)

@@ -1,4 +1,5 @@
 using Rstmem.Daemon.Backends;
+using Rstmem.Daemon.Policy;
 using System.Globalization;
 using Rstmem.Interop;
 using Rstmem.Model;
@@ -43,6 +44,9 @@ public sealed class DaemonOptions
     public Dictionary<string, string> HeapAliases { get; set; } = new(StringComparer.Ordinal);
 
     public LimitsOptions Limits { get; set; } = new();
+
+    /// <summary>Who may allocate from which heap, pool shares, who sees every user (rstmemd.json(5), "Access"); reloaded on SIGHUP.</summary>
+    public AccessOptions Access { get; set; } = new();
 
     public ModelOptions Model { get; set; } = new();
 
@@ -92,6 +96,7 @@ public sealed class DaemonOptions
         {
             problems.Add($"LogLevel: '{LogLevel}' is not a level; expected Verbose, Debug, Information, Warning, Error or Fatal");
         }
+        problems.AddRange(Access.Validate(name => PasswdDatabase.TryGetUid(name), name => GroupDatabase.TryGetGid(name)));
         problems.AddRange(Model.Validate());
         return problems;
     }
@@ -108,6 +113,10 @@ public sealed class DaemonOptions
     }
 
     public long MaxBytesPerUserValue => ByteSize.Parse(Limits.MaxBytesPerUser, "Limits:MaxBytesPerUser");
+
+    /// <summary>The access policy this configuration describes, for a daemon running as <paramref name="daemonUid"/>.</summary>
+    public AccessPolicy AccessPolicy(uint daemonUid) =>
+        Policy.AccessPolicy.From(Access, daemonUid, name => PasswdDatabase.TryGetUid(name), name => GroupDatabase.TryGetGid(name));
 
     public uint SocketModeValue => TryParseMode(SocketMode, out uint mode) ? mode : throw new FormatException(SocketMode);
 }

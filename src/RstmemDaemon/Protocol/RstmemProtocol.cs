@@ -7,7 +7,17 @@ namespace Rstmem.Daemon.Protocol;
 public static class RstmemProtocol
 {
     public const uint RSTMEM_PROTOCOL_MAGIC = 0x4d545352;
-    public const ushort RSTMEM_PROTOCOL_VERSION = 1;
+    public const ushort RSTMEM_PROTOCOL_VERSION = 2;
+
+    /// <summary>sizeof(struct rstmem_stats_reply) in protocol version 1, which ended before <c>releases</c> (docs/protocol.md, STATS).</summary>
+    public static unsafe int StatsReplyVersion1Size
+    {
+        get
+        {
+            rstmem_stats_reply reply = default;
+            return (int)((byte*)&reply.releases - (byte*)&reply);
+        }
+    }
     public const ushort RSTMEM_PROTOCOL_MIN_VERSION = 1;
 
     public const int RSTMEM_MAX_PACKET = 8192;
@@ -16,12 +26,14 @@ public static class RstmemProtocol
     public const int RSTMEM_USE_CASE_LEN = 32;
     public const int RSTMEM_BUFFER_NAME_LEN = 32;
     public const int RSTMEM_SERVER_NAME_LEN = 32;
+    public const int RSTMEM_MAX_PIPELINE = 8;
 
     public const ushort RSTMEM_OP_HELLO = 1;
     public const ushort RSTMEM_OP_LIST_HEAPS = 2;
     public const ushort RSTMEM_OP_ALLOC = 3;
     public const ushort RSTMEM_OP_FREE = 4;
     public const ushort RSTMEM_OP_STATS = 5;
+    public const ushort RSTMEM_OP_USAGE = 6;
     public const ushort RSTMEM_REPLY = 0x8000;
 
     public const uint RSTMEM_BACKEND_MODEL = 1;
@@ -43,6 +55,12 @@ public static class RstmemProtocol
 
     public const uint RSTMEM_ALLOC_BY_USE_CASE = 1u << 0;
     public const uint RSTMEM_ALLOC_BY_HEAP = 1u << 1;
+
+    public const uint RSTMEM_USAGE_OF_UID = 1u << 0;
+    public const uint RSTMEM_USAGE_ADMIN = 1u << 0;
+    public const uint RSTMEM_NO_UID = 0xffffffff;
+    public const uint RSTMEM_HEAP_USAGE_GRANTED = 1u << 0;
+    public const ulong RSTMEM_NO_LIMIT = 0xffffffffffffffff;
 
     public const string RSTMEM_DEFAULT_SOCKET = "/run/rstmemd/rstmemd.sock";
     public const string RSTMEM_SOCKET_ENV = "RSTMEMD_SOCKET";
@@ -139,6 +157,9 @@ public struct rstmem_stats_reply
     public uint count;
     public uint entry_size;
     public uint reserved;
+    public ulong releases;
+    public ulong release_latency_p99_us;
+    public ulong release_latency_max_us;
 }
 
 public unsafe struct rstmem_heap_stats
@@ -153,6 +174,39 @@ public unsafe struct rstmem_heap_stats
     public ulong largest_free_bytes;
     public ulong lends;
     public ulong reclaims;
+}
+
+public struct rstmem_usage_request
+{
+    public uint uid;
+    public uint flags;
+}
+
+public struct rstmem_usage_reply
+{
+    public uint uid;
+    public uint flags;
+    public uint next_uid;
+    public uint connections;
+    public ulong buffers;
+    public ulong bytes;
+    public uint max_connections;
+    public uint max_buffers;
+    public ulong max_bytes;
+    public uint count;
+    public uint entry_size;
+}
+
+public unsafe struct rstmem_heap_usage
+{
+    public fixed byte name[RstmemProtocol.RSTMEM_HEAP_NAME_LEN];
+    public ulong buffers;
+    public ulong bytes;
+    public ulong share_bytes;
+    public ulong allocations;
+    public ulong failures;
+    public uint flags;
+    public uint reserved;
 }
 
 /// <summary>The HEAP_IOCTL constants of protocol.h (librstmem-preload.so's operation), named as there.</summary>

@@ -104,6 +104,17 @@ public static class Wire
         return Encoding.UTF8.GetString(field[..nul]);
     }
 
+    /// <summary>The UTF-8 bytes of a fixed-size string field before its NUL (no string made). A field without a NUL is malformed.</summary>
+    public static ReadOnlySpan<byte> StringBytes(ReadOnlySpan<byte> field, string what)
+    {
+        int nul = field.IndexOf((byte)0);
+        if (nul < 0)
+        {
+            throw new ProtocolException($"{what} has no terminating NUL in its {field.Length} bytes");
+        }
+        return field[..nul];
+    }
+
     /// <summary>Fills a fixed-size string field; the text must leave room for the NUL.</summary>
     public static void WriteString(Span<byte> field, string value, string what)
     {

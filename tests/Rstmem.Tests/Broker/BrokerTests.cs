@@ -25,7 +25,7 @@ public sealed class BrokerTests
     {
         using var broker = new BrokerFixture("v6");
         using RstmemClient client = RstmemClient.Connect(broker.SocketPath);
-        Assert.Equal(1, client.Server.Version);
+        Assert.Equal(RSTMEM_PROTOCOL_VERSION, client.Server.Version);
         Assert.Equal(RSTMEM_BACKEND_MODEL, client.Server.Backend);
         Assert.Equal(RSTMEM_GENERATION_V6, client.Server.Generation);
         Assert.Equal((uint)Environment.SystemPageSize, client.Server.PageSize);
@@ -180,7 +180,7 @@ public sealed class BrokerTests
         using var broker = new BrokerFixture();
         using var raw = new RawClient(broker.SocketPath);
 
-        raw.Send(RawClient.Packet(RSTMEM_OP_HELLO, 1, Wire.Bytes(new rstmem_hello_request { min_version = 2, max_version = 3 })));
+        raw.Send(RawClient.Packet(RSTMEM_OP_HELLO, 1, Wire.Bytes(new rstmem_hello_request { min_version = RSTMEM_PROTOCOL_VERSION + 1, max_version = RSTMEM_PROTOCOL_VERSION + 2 })));
         var reply = raw.Receive();
         Assert.Equal((ushort)(RSTMEM_OP_HELLO | RSTMEM_REPLY), reply.Header.opcode);
         Assert.Equal((1u, Errno.EPROTONOSUPPORT), (reply.Header.request_id, reply.Error));

@@ -26,6 +26,12 @@ public sealed class LedgerTests
 
         public int Observed => observed.Count;
 
+        /// <summary>How long before its release each buffer was last seen held (the latency the ledger is told of).</summary>
+        public TimeSpan Unnoticed { get; set; }
+
+        public Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle) =>
+            Observe(buffer, () => sink.Released(token, System.Diagnostics.Stopwatch.GetTimestamp() - (long)(Unnoticed.TotalSeconds * System.Diagnostics.Stopwatch.Frequency)), out handle);
+
         public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
         {
             handle = ++next;
@@ -70,7 +76,7 @@ public sealed class LedgerTests
 
     private static ulong Record(BufferLedger ledger, long size, long connection = 1)
     {
-        Assert.Equal(Errno.None, ledger.TryCharge(Uid, size, out _, out _));
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", size, long.MaxValue, out _, out _));
         Assert.Equal(Errno.None, ledger.TryRecord(SafeFd.Invalid, Uid, 42, "heap", size, size, connection, out ulong id));
         return id;
     }
@@ -81,14 +87,14 @@ public sealed class LedgerTests
         using var ledger = new BufferLedger(new ScriptedObserver(null), new BrokerLimits(2, 10_000, 4));
         Record(ledger, 4096);
 
-        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 8192, out string refusal, out string? first));
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 8192, long.MaxValue, out string refusal, out string? first));
         Assert.StartsWith("MaxBytesPerUser:", refusal, StringComparison.Ordinal);
         Assert.Equal("MaxBytesPerUser", first);
-        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 8192, out _, out first));
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 8192, long.MaxValue, out _, out first));
         Assert.Null(first);
 
         Record(ledger, 4096);
-        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 1, out refusal, out first));
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 1, long.MaxValue, out refusal, out first));
         Assert.StartsWith("MaxBuffersPerUser:", refusal, StringComparison.Ordinal);
         Assert.Equal("MaxBuffersPerUser", first);
     }
@@ -97,8 +103,8 @@ public sealed class LedgerTests
     public void A_refused_or_failed_charge_leaves_nothing_charged()
     {
         using var ledger = new BufferLedger(new ScriptedObserver(null), new BrokerLimits(1, 10_000, 4));
-        Assert.Equal(Errno.None, ledger.TryCharge(Uid, 4096, out _, out _));
-        ledger.Refund(Uid, 4096); // the kernel's allocation failed
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
+        ledger.Refund(Uid, "heap", 4096); // the kernel's allocation failed
 
         Assert.Equal(0, ledger.User(Uid).Buffers);
         Assert.Equal(0, ledger.User(Uid).Bytes);
@@ -110,7 +116,7 @@ public sealed class LedgerTests
     public void The_charge_becomes_the_size_the_kernel_gave()
     {
         using var ledger = new BufferLedger(new ScriptedObserver(null), new BrokerLimits(4, 1 << 20, 4));
-        Assert.Equal(Errno.None, ledger.TryCharge(Uid, 5000, out _, out _));
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", 5000, long.MaxValue, out _, out _));
         Assert.Equal(Errno.None, ledger.TryRecord(SafeFd.Invalid, Uid, 42, "heap", 5000, 8192, 1, out _));
 
         Assert.Equal(8192, ledger.User(Uid).Bytes);
@@ -125,7 +131,7 @@ public sealed class LedgerTests
         Record(ledger, 4096);
         observer.CloseSilently(1); // released, and no event said so
 
-        Assert.Equal(Errno.None, ledger.TryCharge(Uid, 4096, out _, out _));
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
         Assert.Equal(1, observer.Rechecks);
         Assert.Equal(1ul, ledger.Released);
     }
@@ -139,16 +145,16 @@ public sealed class LedgerTests
         Record(ledger, 4096);
         for (int i = 0; i < 100; i++)
         {
-            Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 4096, out _, out _));
+            Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
         }
         Assert.Equal(1, observer.Rechecks);
         Assert.Equal(101, observer.Drains); // the reported releases are handled every time: cheap, no per-buffer work
 
         now += 199;
-        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 4096, out _, out _));
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
         Assert.Equal(1, observer.Rechecks);
         now += 1; // one poll interval after the last recount
-        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 4096, out _, out _));
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
         Assert.Equal(2, observer.Rechecks);
     }
 
@@ -158,7 +164,7 @@ public sealed class LedgerTests
         var observer = new ScriptedObserver(pollInterval: null);
         using var ledger = new BufferLedger(observer, new BrokerLimits(1, 1 << 20, 4));
         Record(ledger, 4096);
-        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, 4096, out _, out _));
+        Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
         Assert.Equal(0, observer.Rechecks);
     }
 
@@ -174,5 +180,24 @@ public sealed class LedgerTests
         Assert.False(first);
         ledger.Disconnected(Uid);
         Assert.True(ledger.TryConnect(Uid, out _));
+    }
+
+    [Fact]
+    public void Release_latency_is_counted_from_when_the_observer_last_saw_the_buffer_held()
+    {
+        var observer = new ScriptedObserver(200) { Unnoticed = TimeSpan.FromMilliseconds(5) };
+        using var ledger = new BufferLedger(observer, new BrokerLimits(4, 10_000, 4));
+        Assert.Equal((0UL, 0UL, 0UL), (ledger.ReleasesTimed, ledger.ReleaseLatencyMicroseconds(0.99), ledger.ReleaseLatencyMaxMicroseconds));
+        Record(ledger, 100);
+        observer.CloseSilently(1);
+
+        Assert.Equal(1, ledger.Sweep());
+
+        ulong max = ledger.ReleaseLatencyMaxMicroseconds;
+        ulong p99 = ledger.ReleaseLatencyMicroseconds(0.99);
+        Assert.Equal(1UL, ledger.ReleasesTimed);
+        Assert.True(max >= 5000, $"latency {max} µs: the observer last saw it held 5 ms before");
+        // One sample: the 99th percentile is the top of its power-of-two bucket.
+        Assert.Equal(System.Numerics.BitOperations.RoundUpToPowerOf2(max + 1), p99);
     }
 }

@@ -236,7 +236,7 @@ public sealed class ServeProcessTests : IDisposable
         {
             using (RstmemClient client = ConnectWhenReady(SocketPath, first))
             {
-                Assert.Equal(1, client.Server.Version);
+                Assert.Equal(RstmemProtocol.RSTMEM_PROTOCOL_VERSION, client.Server.Version);
             }
             ProcessResult second = RunToExit(Serve());
             Assert.Equal(1, second.ExitCode);

@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define RSTMEM_PROTOCOL_MAGIC		0x4d545352u	/* "RSTM" as little-endian bytes */
-#define RSTMEM_PROTOCOL_VERSION		1		/* the version this header describes */
+#define RSTMEM_PROTOCOL_VERSION		2		/* the version this header describes */
 #define RSTMEM_PROTOCOL_MIN_VERSION	1
 
 #define RSTMEM_MAX_PACKET		8192	/* no request or reply is longer */
@@ -31,6 +31,13 @@
 #define RSTMEM_USE_CASE_LEN		32
 #define RSTMEM_BUFFER_NAME_LEN		32	/* = DMA_BUF_NAME_LEN: at most 31 characters */
 #define RSTMEM_SERVER_NAME_LEN		32
+
+/*
+ * Requests a client may have sent and not yet read the reply of, per connection.
+ * rstmemd reads no further request from a client while replies to it wait, so a
+ * client that sends more without reading may block in send() forever.
+ */
+#define RSTMEM_MAX_PIPELINE		8
 
 /* Default socket: RSTMEMD_SOCKET, else this path for root, else $XDG_RUNTIME_DIR/rstmemd.sock. */
 #define RSTMEM_DEFAULT_SOCKET		"/run/rstmemd/rstmemd.sock"
@@ -44,9 +51,16 @@ enum rstmem_opcode {
 	RSTMEM_OP_ALLOC		= 3,
 	RSTMEM_OP_FREE		= 4,
 	RSTMEM_OP_STATS		= 5,
+	RSTMEM_OP_USAGE		= 6,	/* version 2 */
 };
 
 #define RSTMEM_REPLY			0x8000u	/* set in a reply's opcode */
+
+/*
+ * A connection the daemon refuses at accept (over the per-user connection
+ * limit) receives one reply with opcode RSTMEM_REPLY alone (no request opcode),
+ * request_id 0 and an error status; then the daemon closes it.
+ */
 
 struct rstmem_header {
 	uint32_t magic;		/* RSTMEM_PROTOCOL_MAGIC */
@@ -166,6 +180,9 @@ struct rstmem_stats_reply {
 	uint32_t count;		/* struct rstmem_heap_stats entries that follow */
 	uint32_t entry_size;	/* sizeof(struct rstmem_heap_stats) */
 	uint32_t reserved;
+	uint64_t releases;	/* buffers released (last close anywhere) since start */
+	uint64_t release_latency_p99_us;	/* last close to uncharge, 99th percentile (upper bound, power of two) */
+	uint64_t release_latency_max_us;	/* last close to uncharge, longest seen (upper bound) */
 };
 
 struct rstmem_heap_stats {
@@ -179,6 +196,50 @@ struct rstmem_heap_stats {
 	uint64_t largest_free_bytes;
 	uint64_t lends;		/* dynamic pools: chunks lent to the secure world */
 	uint64_t reclaims;
+};
+
+/* ---- USAGE (version 2): a user's own usage and limits --------------------- */
+/*
+ * Without RSTMEM_USAGE_OF_UID: the caller's uid. With it: request.uid, which
+ * only root or a member of an admin group may ask about (else EACCES).
+ * The reply is followed by count struct rstmem_heap_usage entries.
+ */
+#define RSTMEM_USAGE_OF_UID		(1u << 0)
+
+struct rstmem_usage_request {
+	uint32_t uid;		/* with RSTMEM_USAGE_OF_UID */
+	uint32_t flags;		/* RSTMEM_USAGE_OF_UID, or 0 */
+};
+
+#define RSTMEM_USAGE_ADMIN		(1u << 0)	/* the caller may see every user */
+#define RSTMEM_NO_UID			0xffffffffu
+
+struct rstmem_usage_reply {
+	uint32_t uid;		/* whose usage this is */
+	uint32_t flags;		/* RSTMEM_USAGE_ADMIN */
+	uint32_t next_uid;	/* admins: the next uid above this one holding buffers; RSTMEM_NO_UID: none (and for others) */
+	uint32_t connections;	/* this uid's connections now */
+	uint64_t buffers;	/* buffers it holds (charged until their last close anywhere) */
+	uint64_t bytes;
+	uint32_t max_connections;	/* Limits:MaxConnectionsPerUser */
+	uint32_t max_buffers;	/* Limits:MaxBuffersPerUser */
+	uint64_t max_bytes;	/* Limits:MaxBytesPerUser */
+	uint32_t count;		/* struct rstmem_heap_usage entries that follow */
+	uint32_t entry_size;	/* sizeof(struct rstmem_heap_usage); step by this */
+};
+
+#define RSTMEM_HEAP_USAGE_GRANTED	(1u << 0)	/* the access policy lets the caller allocate here */
+#define RSTMEM_NO_LIMIT			0xffffffffffffffffull
+
+struct rstmem_heap_usage {
+	char name[RSTMEM_HEAP_NAME_LEN];
+	uint64_t buffers;	/* this uid's buffers from this heap */
+	uint64_t bytes;
+	uint64_t share_bytes;	/* the most this uid may hold here; RSTMEM_NO_LIMIT: no pool share */
+	uint64_t allocations;	/* this uid's successful ALLOCs here since start */
+	uint64_t failures;	/* and failed ones */
+	uint32_t flags;		/* RSTMEM_HEAP_USAGE_* (GRANTED: only when asking about oneself) */
+	uint32_t reserved;
 };
 
 /* ---- HEAP_IOCTL: a program's own ioctl on a heap node (librstmem-preload.so) ---- */

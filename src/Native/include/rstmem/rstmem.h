@@ -46,6 +46,8 @@
  *    serves connections independently). Thread cancellation is disabled
  *    during an exchange. rstmem_disconnect must not race any other call on
  *    the same connection. Functions without a connection are thread-safe.
+ *    So the library never has more than one request in flight per
+ *    connection, within RSTMEM_MAX_PIPELINE (rstmem/protocol.h).
  *  - fork: a connection is not shared across fork(); the child must not use
  *    its copy except to rstmem_disconnect it (which closes only the child's
  *    socket). Buffer descriptors are ordinary dma-buf descriptors and may be
@@ -148,6 +150,9 @@ struct rstmem_tee_shm {
  *  -EMFILE, -ENFILE, -ENOMEM, -ENOBUFS	out of descriptors or memory.
  *  -EPROTONOSUPPORT	the daemon speaks no protocol version this library speaks.
  *  -EPROTO		the daemon's HELLO reply breaks the protocol.
+ *  -EUSERS		the daemon refused the connection: your uid has
+ *			Limits:MaxConnectionsPerUser connections open already
+ *			(RSTMEM_DEBUG shows the daemon's text).
  *  -ECONNRESET, -EPIPE	the daemon closed the connection during HELLO.
  *  -EBADMSG, -ENOSYS	the daemon rejected HELLO (never happens with rstmemd).
  *  Other negative errnos of socket(2), connect(2), sendmsg(2) and recvmsg(2)
@@ -234,8 +239,11 @@ int rstmem_list_heaps(struct rstmem_conn *conn, struct rstmem_heap *heaps, size_
  *  -ENOENT		no such use case or heap (as restricted by @flags).
  *  -ENOMEM		the heap cannot satisfy @size (pool exhausted or too
  *			fragmented).
- *  -EDQUOT		your uid's buffer or byte limit in the daemon is reached.
- *  -EACCES		you may not use this heap or use case.
+ *  -EDQUOT		your uid's buffer or byte limit in the daemon is
+ *			reached, or its share of this restricted pool
+ *			(Access:MaxPoolSharePercent, by default half).
+ *  -EACCES		the daemon's access policy (rstmemd.json(5), Access)
+ *			does not grant this heap or use case to you.
  *  -ENOTCONN		the connection broke earlier.
  *  -EPROTO		malformed reply (e.g. no descriptor, or two; a size
  *			smaller than asked); any descriptors it carried are
