@@ -37,9 +37,11 @@ diag_cmd() { "$@" 2>&1 | tap_diag; }
 # json_number JSON KEY: the first "KEY":<number> in JSON.
 json_number() { printf '%s' "$1" | grep -o "\"$2\":[0-9-]*" | head -n 1 | cut -d: -f2; }
 
-# heap_live_bytes HEAP: that heap's LiveBytes in `rstmemd stats --json` (STATS, docs/protocol.md), as root.
+# heap_live_bytes HEAP: that heap's LiveBytes in `rstmemd stats --json` (STATS,
+# docs/protocol.md), asked as the player: its own buffers are what it sees
+# whether STATS is private to the caller or not.
 heap_live_bytes() {
-  rstmemd stats --json 2>/dev/null | tr '{' '\n' | grep -F "\"Name\":\"$1\"" | grep -o '"LiveBytes":[0-9]*' | head -n 1 | cut -d: -f2
+  as "$PLAYER" rstmemd stats --json 2>/dev/null | tr '{' '\n' | grep -F "\"Name\":\"$1\"" | grep -o '"LiveBytes":[0-9]*' | head -n 1 | cut -d: -f2
 }
 
 # multi_user_reached: when the boot reached multi-user.target (systemd-analyze
