@@ -105,6 +105,18 @@ run_real_kernels() {
   record_results "real-kernel conformance (mainline)" 0 tap "$REALKERNEL_RESULTS/real-mainline.tap"
 }
 
+run_board() {
+  local status=0
+  # The arm64 board under qemu-system-aarch64: a mainline kernel with the TEE
+  # protected heaps, Debian bookworm with systemd, and the arm64 packages from
+  # dist/ installed and served there; built once and cached in
+  # ~/.cache/rstmemd/board (tests/board/README.md).
+  log "the arm64 board under qemu (tests/board/board-test.sh)"
+  "$ROOT/tests/board/board-test.sh" || status=$?
+  [ "$status" -eq 0 ] || log "board: exit status $status"
+  record_results "board (arm64, systemd, packages installed)" "$status" tap "$ROOT/build/board/results.tap"
+}
+
 run_packaging_tests() {
   # The board product: NativeAOT binaries for x64 and arm64 (run for real, the
   # arm64 one under qemu-aarch64-static), then the Debian packages: lintian,
@@ -161,6 +173,8 @@ run_tests() {
   run_real_kernels
 
   run_shim_tests
+
+  run_board
 
   log "results ($((SECONDS - started)) s of tests):"
   python3 "$ROOT/tests/lib/results.py" "$RESULTS_MANIFEST"

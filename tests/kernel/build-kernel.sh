@@ -36,22 +36,26 @@ DEBIAN_MIRROR=${RSTMEM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-NAME=${1:-}
-REFRESH=0
-[ $# -gt 0 ] && shift
-for arg in "$@"; do
-  case "$arg" in
-    --refresh) REFRESH=1 ;;
+# Sourced (tests/board/build-board.sh, for the sid source and the helpers below):
+# define the functions only; the caller sets NAME, FRAGMENTS, LOG_PREFIX and REFRESH.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  NAME=${1:-}
+  REFRESH=0
+  [ $# -gt 0 ] && shift
+  for arg in "$@"; do
+    case "$arg" in
+      --refresh) REFRESH=1 ;;
+      *) usage ;;
+    esac
+  done
+
+  case "$NAME" in
+    6.1) FRAGMENTS=("$HERE/config/common.config" "$HERE/config/6.1.config") ;;
+    mainline) FRAGMENTS=("$HERE/config/common.config" "$HERE/config/mainline.config") ;;
     *) usage ;;
   esac
-done
-
-case "$NAME" in
-  6.1) FRAGMENTS=("$HERE/config/common.config" "$HERE/config/6.1.config") ;;
-  mainline) FRAGMENTS=("$HERE/config/common.config" "$HERE/config/mainline.config") ;;
-  *) usage ;;
-esac
-LOG_PREFIX="build-kernel[$NAME]"
+  LOG_PREFIX="build-kernel[$NAME]"
+fi
 DRIVER_DIR=$HERE/tee-testdrv
 
 # Host tools a kernel build needs (gcc and make: build.sh's list already).
@@ -261,5 +265,7 @@ main() {
   printf '%s\n' "$out/bzImage"
 }
 
-main
-exit
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main
+  exit
+fi
