@@ -5,8 +5,11 @@
 # the unprivileged user nobody,
 #   1. without the shim: it cannot open the heap (EACCES);
 #   2. under `rstmemd exec` against `rstmemd serve --backend auto` (root,
-#      socket group nogroup): it gets a real protected dma-buf (page-rounded,
-#      exp_name tee, no CPU mapping).
+#      socket group nogroup) whose access policy grants nobody the
+#      restricted heaps: it gets a real protected dma-buf (page-rounded,
+#      exp_name tee, no CPU mapping);
+#   3. the same against a daemon whose policy grants them only to root: the
+#      program's own DMA_HEAP_IOCTL_ALLOC fails with EACCES.
 # Output: "check ok|FAIL:" lines; exit status = failed checks.
 . "$(dirname "$(readlink -f "$0")")/../kernel/guest/lib.sh"
 
@@ -27,7 +30,13 @@ status=$?
 [ "$status" -eq 2 ] && [ "$out" = "open: EACCES" ] && pass "as nobody without the shim: $out" \
   || fail "as nobody without the shim: exit $status, '$out'; expected exit 2, 'open: EACCES'"
 
-start_daemon --backend auto --socket-group nogroup || exit "$FAILED"
+# Access policy (rstmemd.json(5), Access): who may allocate from the restricted heaps.
+granted=/tmp/nobody/granted.json
+refused=/tmp/nobody/refused.json
+printf '{ "Access": { "Rules": [ { "Name": "player", "Heaps": ["@restricted"], "Users": ["%s"] } ], "MaxPoolSharePercent": 100 } }\n' "$NOBODY" >"$granted"
+printf '{ "Access": { "Rules": [ { "Name": "root-only", "Heaps": ["@restricted"], "Users": ["0"] } ] } }\n' >"$refused"
+
+start_daemon --backend auto --socket-group nogroup --config "$granted" || exit "$FAILED"
 out=$(as_nobody "${RSTMEMD[@]}" exec --socket "$SOCKET" -- "$program" "$heap" 2>&1)
 status=$?
 # tee_heap.c: exp_name "tee"; no mmap (tee_heap_buf_ops has none: dma_buf_mmap_internal gives EINVAL).
@@ -37,5 +46,12 @@ expected="buffer size=8192 exp_name=tee mmap=EINVAL"
 grep -q "handed buffer .* from $heap (program's own DMA_HEAP_IOCTL_ALLOC) to uid $NOBODY " "$DAEMON_LOG" &&
   pass "the daemon handed the protected buffer to uid $NOBODY through HEAP_IOCTL" ||
   fail "the daemon's log shows no HEAP_IOCTL allocation from $heap for uid $NOBODY"
+stop_daemon
+
+start_daemon --backend auto --socket-group nogroup --config "$refused" || exit "$FAILED"
+out=$(as_nobody "${RSTMEMD[@]}" exec --socket "$SOCKET" -- "$program" "$heap" 2>&1)
+status=$?
+[ "$status" -eq 3 ] && [ "$out" = "alloc: EACCES" ] && pass "as nobody under rstmemd exec, not granted $heap by the policy: $out" \
+  || fail "as nobody under rstmemd exec, not granted $heap: exit $status, '$out'; expected exit 3, 'alloc: EACCES'"
 stop_daemon
 exit "$FAILED"
