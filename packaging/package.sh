@@ -190,6 +190,10 @@ package_arch() { # ARCH
   [ "$soname" = librstmem.so.1 ] || die "$library has SONAME '$soname'; the package librstmem1 holds librstmem.so.1"
   # What dh_strip does to a shared library: debug information (-g) out.
   "$gnu_type-strip" --remove-section=.comment --remove-section=.note --strip-unneeded "$library"
+  local shim=$work/librstmem1/usr/lib/$multiarch/rstmem/librstmem-preload.so
+  [ -f "$shim" ] || die "cmake --install (component preload) wrote no usr/lib/$multiarch/rstmem/librstmem-preload.so"
+  check_machine "$shim" "$arch"
+  "$gnu_type-strip" --remove-section=.comment --remove-section=.note --strip-unneeded "$shim"
 
   # The exported symbols must be those of packaging/debian/librstmem1.symbols:
   # a change fails here (-c4) until that file says which version added it.
@@ -204,7 +208,7 @@ package_arch() { # ARCH
     "$(awk '/^ / { print $2 }' "$PACKAGING/debian/librstmem1.symbols" | sort -V | tail -n 1)" >"$work/librstmem1/DEBIAN/shlibs"
   install -m 0644 "$PACKAGING/debian/librstmem1.triggers" "$work/librstmem1/DEBIAN/triggers"
   install_docs "$work/librstmem1" librstmem1
-  build_deb "$work/librstmem1" librstmem1 "$arch" "$(libc6_depends "$library")"
+  build_deb "$work/librstmem1" librstmem1 "$arch" "$(libc6_depends "$library" "$shim")"
 
   install_docs "$work/librstmem-dev" librstmem-dev
   build_deb "$work/librstmem-dev" librstmem-dev "$arch" ""

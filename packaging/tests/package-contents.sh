@@ -129,9 +129,9 @@ for deb in "${debs[@]}"; do
   if [ "$package" != librstmem-dev ] && [ "$arch" = "$BUILD_ARCH" ]; then
     mkdir -p "$TMP/shlibdeps/debian"
     printf 'Source: rstmemd\n\nPackage: %s\nArchitecture: any\n' "$package" >"$TMP/shlibdeps/debian/control"
-    elf=$dir/usr/bin/rstmemd
-    [ "$package" = librstmem1 ] && elf=$dir/usr/lib/$multiarch/librstmem.so.1.0.0
-    expected=$(cd "$TMP/shlibdeps" && dpkg-shlibdeps -O "$elf" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+    elves=("$dir/usr/bin/rstmemd")
+    [ "$package" = librstmem1 ] && elves=("$dir/usr/lib/$multiarch/librstmem.so.1.0.0" "$dir/usr/lib/$multiarch/rstmem/librstmem-preload.so")
+    expected=$(cd "$TMP/shlibdeps" && dpkg-shlibdeps -O "${elves[@]}" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
     depends=$(field Depends | tr ',' '\n' | sed 's/^ *//' | grep '^libc6 ')
     [ -n "$expected" ] && [ "$depends" = "$expected" ]
     tap_check "$name: Depends $depends = dpkg-shlibdeps' $expected" $?
