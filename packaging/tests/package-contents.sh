@@ -167,9 +167,12 @@ for arch in "${arches[@]}"; do
   # SOCK_SEQPACKET listener, LISTEN_FDS=1), on the packaged configuration.
   # systemd-socket-activate says "Listening on ..." once the socket is
   # bound; connections made after that queue until the daemon accepts.
+  # The configuration's access rule names the group rstmem, which sysusers
+  # creates on install and this build machine lacks: an override, as
+  # RSTMEMD_* variables allow, names this test's own group instead.
   socket=$TMP/rstmemd-$arch.sock
   mkfifo "$TMP/activate-$arch"
-  systemd-socket-activate --seqpacket -l "$socket" \
+  systemd-socket-activate --seqpacket -l "$socket" -E "RSTMEMD_ACCESS__RULES__0__GROUPS__0=$(id -gn)" \
     $( [ "$arch" = "$BUILD_ARCH" ] || echo "qemu-$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_CPU 2>/dev/null)-static -L /usr/$multiarch" ) \
     "$daemon/usr/bin/rstmemd" serve --backend model --config "$daemon/etc/rstmemd/rstmemd.json" >"$TMP/activate-$arch" 2>&1 &
   daemon_pid=$!

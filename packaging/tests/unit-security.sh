@@ -44,9 +44,6 @@ fi
 [ "$(unit_value "$SERVICE" Type)" = notify ] && [ "$(unit_value "$SERVICE" NotifyAccess)" = main ]
 tap_check "service: Type=notify, NotifyAccess=main (DaemonLifetime sends READY=1 from the main process)" $?
 
-[ "$(unit_value "$SERVICE" ExecReload)" = '/bin/kill -HUP $MAINPID' ]
-tap_check "service: ExecReload= sends SIGHUP (DaemonLifetime reloads the access policy; SIGHUP is not an exit)" $?
-
 listen=$(grep -c '^Listen[A-Za-z]*=' "$SOCKET")
 [ "$listen" -eq 1 ] && [ -n "$(unit_value "$SOCKET" ListenSequentialPacket)" ]
 tap_check "socket: exactly one listener, ListenSequentialPacket= (SocketActivation takes LISTEN_FDS=1, SOCK_SEQPACKET)" $?
