@@ -12,7 +12,11 @@ namespace Rstmem.Tests.Broker;
 /// what the broker's thread allocates per ALLOC is what the kernel model
 /// allocates for the buffer itself (measured alone, on this thread) plus
 /// the model's release hook, nothing per request (no reply array, no strings).
+/// Alone: a test beside it that looks at /proc/self/fd (statx, readlink,
+/// inotify_add_watch of a descriptor's path) holds a buffer's file for a
+/// moment, so its release would land after the close that should free it.
 /// </summary>
+[Collection(SerialTests.Name)]
 public sealed class SteadyStateAllocationTests
 {
     private const int Cycles = 400;
