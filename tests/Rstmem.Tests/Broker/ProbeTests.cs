@@ -107,15 +107,7 @@ public sealed class ProbeTests
     [Fact]
     public void Auto_falls_back_to_the_model_and_says_why()
     {
-        using ModelKernel empty = ModelKit.Model("mainline", o =>
-        {
-            o.CmaHeapSize = "0";
-            foreach (UseCasePoolOptions pool in o.UseCases.Values)
-            {
-                pool.Enabled = false;
-            }
-        });
-        empty.RemoveHeap("system");
+        using ModelKernel empty = KernelWithoutRestrictedMemory();
         using BackendSelection selection = BackendProbe.Select("auto", empty, () => ModelKit.Model("mainline"), [], new Dictionary<string, string>());
         Assert.Equal(BackendKind.Model, selection.Kind);
         Assert.Contains("no restricted-memory interface found", selection.Announcement, StringComparison.Ordinal);
@@ -126,15 +118,7 @@ public sealed class ProbeTests
     [Fact]
     public void Real_never_falls_back_to_the_model_and_takes_whichever_interface_the_kernel_has()
     {
-        using ModelKernel empty = ModelKit.Model("mainline", o =>
-        {
-            o.CmaHeapSize = "0";
-            foreach (UseCasePoolOptions pool in o.UseCases.Values)
-            {
-                pool.Enabled = false;
-            }
-        });
-        empty.RemoveHeap("system");
+        using ModelKernel empty = KernelWithoutRestrictedMemory();
         bool modelBuilt = false;
         StartupException refused = Assert.Throws<StartupException>(() => BackendProbe.Select(BackendNames.Real, empty, () => { modelBuilt = true; return ModelKit.Model("mainline"); }, [], new Dictionary<string, string>()));
         Assert.StartsWith("--backend real: this kernel offers no restricted-memory interface", refused.Message, StringComparison.Ordinal);
@@ -145,5 +129,20 @@ public sealed class ProbeTests
         using BackendSelection selection = BackendProbe.Select(BackendNames.Real, heaps, () => throw new InvalidOperationException("the model was asked for"), [], new Dictionary<string, string>());
         Assert.Equal(BackendKind.DmaHeap, selection.Kind);
         Assert.Contains(selection.Heaps.All, h => h.Name.StartsWith("protected,", StringComparison.Ordinal));
+    }
+
+    /// <summary>A "real kernel" with no TEE use case, no CMA heap and no system heap: nothing to serve.</summary>
+    private static ModelKernel KernelWithoutRestrictedMemory()
+    {
+        ModelKernel empty = ModelKit.Model("mainline", o =>
+        {
+            o.CmaHeapSize = "0";
+            foreach (UseCasePoolOptions pool in o.UseCases.Values)
+            {
+                pool.Enabled = false;
+            }
+        });
+        empty.RemoveHeap("system");
+        return empty;
     }
 }
