@@ -127,4 +127,25 @@ public unsafe struct sockaddr_un
         length = (uint)(sizeof(ushort) + bytes.Length + 1);
         return address;
     }
+
+    /// <summary>
+    /// An AF_UNIX address in the abstract namespace (unix(7)): a NUL, then the
+    /// name, and a length that counts no terminator. False when it does not fit.
+    /// </summary>
+    public static bool TryForAbstract(ReadOnlySpan<char> name, out sockaddr_un address, out uint length)
+    {
+        address = new sockaddr_un { sun_family = Sockets.AF_UNIX };
+        length = 0;
+        int bytes = Encoding.UTF8.GetByteCount(name);
+        if (bytes + 1 > PathCapacity)
+        {
+            return false;
+        }
+        fixed (byte* path = address.sun_path)
+        {
+            Encoding.UTF8.GetBytes(name, new Span<byte>(path + 1, PathCapacity - 1));
+        }
+        length = (uint)(sizeof(ushort) + 1 + bytes);
+        return true;
+    }
 }

@@ -47,7 +47,7 @@ public sealed class SystemdNotifier(string? notifySocket)
         {
             if (notifySocket!.StartsWith('@'))
             {
-                if (!TryAbstract(notifySocket.AsSpan(1), out sockaddr_un address, out uint length))
+                if (!sockaddr_un.TryForAbstract(notifySocket.AsSpan(1), out sockaddr_un address, out uint length))
                 {
                     return Errno.ENAMETOOLONG;
                 }
@@ -59,23 +59,5 @@ public sealed class SystemdNotifier(string? notifySocket)
             }
             return errno != Errno.None ? errno : Sys.TryWrite(socket, Encoding.UTF8.GetBytes(message), out _);
         }
-    }
-
-    /// <summary>An abstract address: a NUL, then the name; its length counts no terminator (unix(7)).</summary>
-    private static unsafe bool TryAbstract(ReadOnlySpan<char> name, out sockaddr_un address, out uint length)
-    {
-        address = new sockaddr_un { sun_family = Sockets.AF_UNIX };
-        length = 0;
-        int bytes = Encoding.UTF8.GetByteCount(name);
-        if (bytes + 1 > sockaddr_un.PathCapacity)
-        {
-            return false;
-        }
-        fixed (byte* path = address.sun_path)
-        {
-            Encoding.UTF8.GetBytes(name, new Span<byte>(path + 1, sockaddr_un.PathCapacity - 1));
-        }
-        length = (uint)(sizeof(ushort) + 1 + bytes);
-        return true;
     }
 }
