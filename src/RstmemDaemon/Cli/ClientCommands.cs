@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Rstmem.Daemon.Client;
+using Rstmem.Daemon.Policy;
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
@@ -10,7 +11,7 @@ using Rstmem.Model;
 
 namespace Rstmem.Daemon.Cli;
 
-/// <summary><c>rstmemd heaps | alloc | stats</c>: clients of a running daemon.</summary>
+/// <summary><c>rstmemd heaps | alloc | stats | usage</c>: clients of a running daemon.</summary>
 internal static class ClientCommands
 {
     private static Option<string?> SocketOption() => new("--socket") { Description = $"the daemon's socket (default: ${RstmemProtocol.RSTMEM_SOCKET_ENV}, else the daemon's default path)" };
@@ -132,6 +133,86 @@ internal static class ClientCommands
         return command;
     }
 
+    public static Command Usage(TextWriter stdout, TextWriter stderr)
+    {
+        Option<string?> socket = SocketOption();
+        Option<bool> json = JsonOption();
+        var uid = new Option<string?>("--uid") { Description = "another user's usage (root or Access:AdminGroups only): a uid or a user name" };
+        var all = new Option<bool>("--all") { Description = "every user holding buffers or connected, and you (root or Access:AdminGroups only)" };
+        var command = new Command("usage", "show your usage of the daemon and your limits: connections, buffers, bytes, pool shares") { uid, all, socket, json };
+        command.SetAction(result =>
+        {
+            string? uidText = result.GetValue(uid);
+            uint? who = null;
+            if (uidText is not null)
+            {
+                if (result.GetValue(all))
+                {
+                    return RstmemdCli.UsageError(stderr, "usage: give --uid or --all, not both");
+                }
+                if (!TryResolveUid(uidText, out uint resolved))
+                {
+                    return RstmemdCli.UsageError(stderr, $"usage: --uid: '{uidText}' is neither a uid (0-{uint.MaxValue - 1}) nor a known user name");
+                }
+                who = resolved;
+            }
+            return WithClient(result.GetValue(socket), "usage", stderr, client =>
+            {
+                UserUsageInfo own = client.Usage();
+                var users = new List<UserUsageInfo> { who is uint other ? client.Usage(other) : own };
+                if (result.GetValue(all))
+                {
+                    if (!own.Admin)
+                    {
+                        throw new RstmemException(Errno.EACCES, $"--all needs root or a member of Access:AdminGroups; uid {own.Uid} is neither");
+                    }
+                    // From uid 0, follow next_uid: the daemon names each uid it has records of once, in order.
+                    users.Clear();
+                    for (UserUsageInfo? next = client.Usage(0); next is not null; next = next.NextUid is uint n ? client.Usage(n) : null)
+                    {
+                        if (next.Uid == own.Uid || next.Buffers > 0 || next.Connections > 0)
+                        {
+                            users.Add(next);
+                        }
+                    }
+                    if (!users.Any(u => u.Uid == own.Uid))
+                    {
+                        users.Add(own);
+                    }
+                }
+                if (result.GetValue(json))
+                {
+                    stdout.WriteLine(result.GetValue(all)
+                        ? JsonSerializer.Serialize(users, ClientJson.Default.ListUserUsageInfo)
+                        : JsonSerializer.Serialize(users[0], ClientJson.Default.UserUsageInfo));
+                    return RstmemdCli.ExitOk;
+                }
+                foreach (UserUsageInfo user in users)
+                {
+                    stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"uid {user.Uid}: {user.Connections} of {user.MaxConnections} connection(s), {user.Buffers} of {user.MaxBuffers} buffer(s), {ByteSize.Format((long)Math.Min(user.Bytes, long.MaxValue))} of {ByteSize.Format((long)Math.Min(user.MaxBytes, long.MaxValue))}"));
+                    Table(stdout, ["HEAP", "BUFFERS", "BYTES", "SHARE", "ALLOCS", "FAILED", "GRANTED"],
+                        user.Heaps.Select(h => new[]
+                        {
+                            h.Name, N(h.Buffers), ByteSize.Format((long)Math.Min(h.Bytes, long.MaxValue)),
+                            h.ShareBytes is ulong share ? ByteSize.Format((long)Math.Min(share, long.MaxValue)) : "-",
+                            N(h.Allocations), N(h.Failures),
+                            user.Uid == own.Uid ? (h.Granted ? "yes" : "no") : "-", // the daemon says only for the caller
+                        }));
+                }
+                return RstmemdCli.ExitOk;
+            });
+        });
+        return command;
+    }
+
+    /// <summary>A uid in decimal, or a user name from /etc/passwd, as the access policy reads them.</summary>
+    private static bool TryResolveUid(string text, out uint uid)
+    {
+        uid = AccessOptions.ParseId(text, name => PasswdDatabase.TryGetUid(name)) ?? uint.MaxValue;
+        return uid != uint.MaxValue; // (uid_t)-1 is no user
+    }
+
     private static int WithClient(string? socket, string command, TextWriter stderr, Func<RstmemClient, int> action)
     {
         try
@@ -201,4 +282,6 @@ internal sealed record AllocJson(
 [JsonSerializable(typeof(HeapsJson))]
 [JsonSerializable(typeof(AllocJson))]
 [JsonSerializable(typeof(DaemonStats))]
+[JsonSerializable(typeof(UserUsageInfo))]
+[JsonSerializable(typeof(List<UserUsageInfo>))]
 internal sealed partial class ClientJson : JsonSerializerContext;

@@ -17,7 +17,7 @@ public static class RstmemdCli
 
     public const string Name = "rstmemd";
 
-    private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, abi, conformance, exec   (rstmemd --help for details)";
+    private const string Usage = "usage: rstmemd <command> [options]   commands: serve, heaps, alloc, stats, usage, abi, conformance, exec   (rstmemd --help for details)";
 
     /// <summary>One line naming what is wrong, then the usage line; exit code 2.</summary>
     public static int UsageError(TextWriter stderr, string message)
@@ -45,6 +45,7 @@ public static class RstmemdCli
             ClientCommands.Heaps(stdout, stderr),
             ClientCommands.Alloc(stdout, stderr),
             ClientCommands.Stats(stdout, stderr),
+            ClientCommands.Usage(stdout, stderr),
             AbiCommand.Create(stdout),
             ConformanceCommand.Create(stdout, stderr),
             ExecCommand.Create(stderr),

@@ -7,7 +7,7 @@ namespace Rstmem.Tests.Cli;
 public sealed class CliTests
 {
     /// <summary>Every command rstmemd has, as this test states them.</summary>
-    private static readonly string[] Commands = ["serve", "heaps", "alloc", "stats", "abi", "conformance", "exec"];
+    private static readonly string[] Commands = ["serve", "heaps", "alloc", "stats", "usage", "abi", "conformance", "exec"];
 
     private static (int Exit, string Stdout, string Stderr) Run(params string[] args) => CliRun.Run(args);
 
