@@ -86,6 +86,73 @@ public sealed class PolicyBrokerTests
             refused.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_unit_rule_grants_a_process_in_that_units_cgroup_and_refuses_the_same_program_outside_it()
+    {
+        (string? _, string problem) = ExpectedUnit();
+        if (problem.Contains("no SO_PEERPIDFD", StringComparison.Ordinal))
+        {
+            Assert.Skip($"the unit rule needs SO_PEERPIDFD: {problem}");
+        }
+        string? hierarchy = UnifiedHierarchy();
+        if (hierarchy is null || Interop.Sys.GetEffectiveUserId() != 0)
+        {
+            Assert.Skip("making a cgroup for a unit needs root and a cgroup v2 hierarchy (none in /proc/self/mountinfo)");
+        }
+        // A cgroup the peer's /proc/PID/cgroup names as .../rstmem-test-N.slice/player.service,
+        // which is what systemd makes for a service; the child joins it before it connects.
+        string slice = Path.Combine(hierarchy, $"rstmem-test-{Environment.ProcessId}-{Guid.NewGuid():N}.slice");
+        string unit = Path.Combine(slice, "player.service");
+        try
+        {
+            Directory.CreateDirectory(unit);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Assert.Skip($"cannot make a cgroup under {hierarchy}: {e.Message}");
+        }
+        try
+        {
+            using var broker = new BrokerFixture();
+            broker.Server.Ledger.Policy.Swap(Policy(new AccessRuleOptions { Name = "player", Heaps = ["secure-video"], Units = ["player.service"] }));
+            string player = Path.Combine(RepoPaths.NativeBuildDir, "rstmem-alloc");
+            ProcessResult Play(string? cgroup) => ProcessRunner.Run("/bin/sh",
+            [
+                "-c", """[ -z "$1" ] || echo $$ >"$1/cgroup.procs" || exit 99; RSTMEM_DEBUG=1 exec "$2" --socket "$3" --use-case secure-video 1048576""",
+                "sh", cgroup ?? "", player, broker.SocketPath,
+            ]);
+
+            ProcessResult inside = Play(unit);
+            Assert.True(inside.ExitCode == 0, inside.ToString());
+            Assert.Contains("1048576", inside.Stdout, StringComparison.Ordinal);
+
+            ProcessResult outside = Play(null);
+            Assert.True(outside.ExitCode != 0, outside.ToString());
+            Assert.Contains("rule 'player' needs unit player.service", outside.Stderr, StringComparison.Ordinal);
+            Assert.Contains("Permission denied", outside.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(unit); // empty: the child has exited and been reaped
+            Directory.Delete(slice);
+        }
+    }
+
+    /// <summary>Where the cgroup v2 hierarchy is mounted (a cgroup2 line in /proc/self/mountinfo), or null.</summary>
+    private static string? UnifiedHierarchy()
+    {
+        foreach (string line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            // "36 25 0:31 / /sys/fs/cgroup rw,... shared:9 - cgroup2 cgroup2 rw": the mount point is field 5.
+            string[] halves = line.Split(" - ", 2);
+            if (halves.Length == 2 && halves[1].StartsWith("cgroup2 ", StringComparison.Ordinal))
+            {
+                return halves[0].Split(' ')[4];
+            }
+        }
+        return null;
+    }
+
     private static (string? Unit, string Problem) ExpectedUnit()
     {
         Assert.Equal(Errno.None, Interop.Sys.TrySocketPair(Interop.Uapi.Sockets.AF_UNIX, Interop.Uapi.Sockets.SOCK_SEQPACKET, 0, out SafeFd a, out SafeFd b));
