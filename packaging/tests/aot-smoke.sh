@@ -26,7 +26,7 @@ JIT_DLL=$ROOT/src/RstmemDaemon/bin/${CONFIGURATION:-Release}/net10.0/rstmemd.dll
 C_ALLOC=$ROOT/build/native/rstmem-alloc
 QEMU=qemu-aarch64-static
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
-PLAN=22
+PLAN=23
 
 WORK=$(mktemp -d /tmp/rstmemd-aot-smoke.XXXXXX)
 DAEMONS=()
@@ -232,6 +232,12 @@ if $x64_up; then
     tries=$((tries + 1)); sleep 0.2
   done
   if [ "$(json_number "$out" Allocations)" = 3 ] && [ "$(json_number "$out" Failures)" = 0 ] && [ "$(json_number "$out" LiveBuffers)" = 0 ]; then pass "$what"
+  else fail "$what" "$out"; fi
+else fail "$what" "the x64 AOT daemon is not running"; fi
+begin; what="x64 AOT 'usage --all --json' lists root as an administrator with its 3 allocations"
+if $x64_up; then
+  out=$("$AOT_X64" usage --socket "$X64_SOCK" --all --json 2>&1)
+  if [[ "$out" == '[{"Uid":0,"Admin":true,'* ]] && [ "$(grep -o '"Allocations":1,' <<<"$out" | wc -l)" = 3 ]; then pass "$what"
   else fail "$what" "$out"; fi
 else fail "$what" "the x64 AOT daemon is not running"; fi
 begin; what="x64 AOT serve exits 0 on SIGTERM and logs 'rstmemd stopped'"
