@@ -54,7 +54,7 @@ expected_files() { # PACKAGE MULTIARCH
       /usr/lib/sysusers.d/rstmemd.conf /lib/udev/rules.d/70-rstmemd.rules /etc/rstmemd/rstmemd.json \
       /usr/share/man/man8/rstmemd.8.gz /usr/share/man/man5/rstmemd.json.5.gz /usr/share/doc/rstmemd/protocol.md \
       /usr/share/doc/rstmemd/copyright /usr/share/doc/rstmemd/changelog.Debian.gz /usr/share/lintian/overrides/rstmemd ;;
-    librstmem1) printf '%s\n' "/usr/lib/$2/librstmem.so.1" "/usr/lib/$2/librstmem.so.1.0.0" "/usr/lib/$2/rstmem/librstmem-preload.so" \
+    librstmem1) printf '%s\n' "/usr/lib/$2/librstmem.so.1" "/usr/lib/$2/librstmem.so.$UPSTREAM_VERSION" "/usr/lib/$2/rstmem/librstmem-preload.so" \
       /usr/share/doc/librstmem1/copyright /usr/share/doc/librstmem1/changelog.Debian.gz /usr/share/lintian/overrides/librstmem1 ;;
     librstmem-dev) printf '%s\n' /usr/include/rstmem/rstmem.h /usr/include/rstmem/protocol.h "/usr/lib/$2/librstmem.so" \
       "/usr/lib/$2/pkgconfig/rstmem.pc" /usr/share/doc/librstmem-dev/copyright /usr/share/doc/librstmem-dev/changelog.Debian.gz \
@@ -106,9 +106,9 @@ for deb in "${debs[@]}"; do
       ;;
     librstmem1)
       library=$dir/usr/lib/$multiarch/librstmem.so.1
-      [ "$(readlink "$library")" = librstmem.so.1.0.0 ] &&
+      [ "$(readlink "$library")" = librstmem.so.$UPSTREAM_VERSION ] &&
         [ "$(readelf -dW "$library" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')" = librstmem.so.1 ]
-      tap_check "$name: librstmem.so.1 -> librstmem.so.1.0.0, SONAME librstmem.so.1" $?
+      tap_check "$name: librstmem.so.1 -> librstmem.so.$UPSTREAM_VERSION, SONAME librstmem.so.1" $?
       ! readelf -SW "$library" | grep -q ' \.debug_' && ! readelf -SW "$library" | grep -q ' \.comment '
       tap_check "$name: the library is stripped (no .debug_*, no .comment)" $?
       grep -qx 'librstmem 1 librstmem1 (>= [0-9.]*)' "$dir/DEBIAN/shlibs" && grep -qx 'activate-noawait ldconfig' "$dir/DEBIAN/triggers" &&
@@ -130,7 +130,7 @@ for deb in "${debs[@]}"; do
     mkdir -p "$TMP/shlibdeps/debian"
     printf 'Source: rstmemd\n\nPackage: %s\nArchitecture: any\n' "$package" >"$TMP/shlibdeps/debian/control"
     elves=("$dir/usr/bin/rstmemd")
-    [ "$package" = librstmem1 ] && elves=("$dir/usr/lib/$multiarch/librstmem.so.1.0.0" "$dir/usr/lib/$multiarch/rstmem/librstmem-preload.so")
+    [ "$package" = librstmem1 ] && elves=("$dir/usr/lib/$multiarch/librstmem.so.$UPSTREAM_VERSION" "$dir/usr/lib/$multiarch/rstmem/librstmem-preload.so")
     expected=$(cd "$TMP/shlibdeps" && dpkg-shlibdeps -O "${elves[@]}" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
     depends=$(field Depends | tr ',' '\n' | sed 's/^ *//' | grep '^libc6 ')
     [ -n "$expected" ] && [ "$depends" = "$expected" ]

@@ -137,6 +137,7 @@ static const char *opcode_name(uint16_t opcode)
 	case RSTMEM_OP_LIST_HEAPS: return "LIST_HEAPS";
 	case RSTMEM_OP_ALLOC: return "ALLOC";
 	case RSTMEM_OP_FREE: return "FREE";
+	case RSTMEM_OP_USAGE: return "USAGE";
 	default: return "request";
 	}
 }
@@ -565,6 +566,75 @@ RSTMEM_EXPORT int rstmem_alloc(struct rstmem_conn *conn, const char *use_case_or
 	int cancel_state;
 	conn_lock(conn, &cancel_state);
 	int ret = alloc_locked(conn, request, size, out);
+	conn_unlock(conn, cancel_state);
+	return ret;
+}
+
+static int get_usage_locked(struct rstmem_conn *conn, uint32_t uid, struct rstmem_user_usage *out,
+			    struct rstmem_user_heap *heaps, size_t capacity, size_t *count)
+{
+	unsigned char request[sizeof(struct rstmem_usage_request)];
+	put_u32(request + OFF(rstmem_usage_request, uid), uid == RSTMEM_NO_UID ? 0 : uid);
+	put_u32(request + OFF(rstmem_usage_request, flags), uid == RSTMEM_NO_UID ? 0 : RSTMEM_USAGE_OF_UID);
+
+	const unsigned char *body;
+	size_t body_len;
+	int ret = exchange(conn, RSTMEM_OP_USAGE, request, sizeof(request), false, NULL, &body, &body_len);
+	if (ret < 0)
+		return ret;
+	if (body_len < sizeof(struct rstmem_usage_reply))
+		return protocol_error(conn, NULL, 0, "USAGE reply of %zu bytes", body_len);
+	uint32_t n = get_u32(body + OFF(rstmem_usage_reply, count));
+	uint32_t entry_size = get_u32(body + OFF(rstmem_usage_reply, entry_size));
+	size_t entries_len = body_len - sizeof(struct rstmem_usage_reply);
+	if (entry_size < sizeof(struct rstmem_heap_usage))
+		return protocol_error(conn, NULL, 0, "usage entry_size %u < %zu", entry_size,
+				      sizeof(struct rstmem_heap_usage));
+	if (entries_len / entry_size != n || entries_len % entry_size != 0)
+		return protocol_error(conn, NULL, 0, "%u usage entries of %u bytes in %zu bytes",
+				      n, entry_size, entries_len);
+
+	const unsigned char *entry = body + sizeof(struct rstmem_usage_reply);
+	for (uint32_t i = 0; i < n; i++, entry += entry_size) {
+		struct rstmem_user_heap heap;
+		if (!get_string(heap.name, entry + OFF(rstmem_heap_usage, name), sizeof(heap.name)))
+			return protocol_error(conn, NULL, 0, "usage entry %u has a name without NUL", i);
+		heap.buffers = get_u64(entry + OFF(rstmem_heap_usage, buffers));
+		heap.bytes = get_u64(entry + OFF(rstmem_heap_usage, bytes));
+		heap.share_bytes = get_u64(entry + OFF(rstmem_heap_usage, share_bytes));
+		heap.allocations = get_u64(entry + OFF(rstmem_heap_usage, allocations));
+		heap.failures = get_u64(entry + OFF(rstmem_heap_usage, failures));
+		heap.flags = get_u32(entry + OFF(rstmem_heap_usage, flags));
+		if (i < capacity)
+			heaps[i] = heap;
+	}
+	out->uid = get_u32(body + OFF(rstmem_usage_reply, uid));
+	out->flags = get_u32(body + OFF(rstmem_usage_reply, flags));
+	out->next_uid = get_u32(body + OFF(rstmem_usage_reply, next_uid));
+	out->connections = get_u32(body + OFF(rstmem_usage_reply, connections));
+	out->buffers = get_u64(body + OFF(rstmem_usage_reply, buffers));
+	out->bytes = get_u64(body + OFF(rstmem_usage_reply, bytes));
+	out->max_connections = get_u32(body + OFF(rstmem_usage_reply, max_connections));
+	out->max_buffers = get_u32(body + OFF(rstmem_usage_reply, max_buffers));
+	out->max_bytes = get_u64(body + OFF(rstmem_usage_reply, max_bytes));
+	*count = n;
+	if (n > capacity && capacity > 0)
+		return -ERANGE;
+	return 0;
+}
+
+RSTMEM_EXPORT int rstmem_get_usage(struct rstmem_conn *conn, uint32_t uid, struct rstmem_user_usage *out,
+				   struct rstmem_user_heap *heaps, size_t capacity, size_t *count)
+{
+	if (conn == NULL || out == NULL || count == NULL || (heaps == NULL && capacity > 0))
+		return -EINVAL;
+	if (conn->version < 2) {	/* negotiated at connect; USAGE is version 2 */
+		rstmem_debug("USAGE needs protocol version 2; the daemon speaks %u", (unsigned)conn->version);
+		return -ENOSYS;
+	}
+	int cancel_state;
+	conn_lock(conn, &cancel_state);
+	int ret = get_usage_locked(conn, uid, out, heaps, capacity, count);
 	conn_unlock(conn, cancel_state);
 	return ret;
 }

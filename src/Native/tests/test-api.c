@@ -469,6 +469,66 @@ static void test_free(struct rstmem_conn *conn)
 	close(buf.fd);
 }
 
+static const struct rstmem_user_heap *find_user_heap(const struct rstmem_user_heap *heaps, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(heaps[i].name, name) == 0)
+			return &heaps[i];
+	return NULL;
+}
+
+static void test_usage(struct rstmem_conn *conn)
+{
+	struct rstmem_user_usage before, after;
+	struct rstmem_user_heap heaps[MAX_HEAPS], now[MAX_HEAPS];
+	size_t count = 0;
+	CHECK_EQ(rstmem_get_usage(conn, RSTMEM_NO_UID, &before, NULL, 0, &count), 0);	/* size query */
+	CHECK_EQ(count, offer.heap_count);
+	CHECK_EQ(rstmem_get_usage(conn, RSTMEM_NO_UID, &before, heaps, MAX_HEAPS, &count), 0);
+	CHECK_EQ(before.uid, geteuid());
+	CHECK_EQ(!!(before.flags & RSTMEM_USAGE_ADMIN), geteuid() == 0);	/* with-daemon.sh's policy: root only */
+	CHECK(before.connections >= 1 && before.connections <= before.max_connections);
+	CHECK(before.max_buffers > 0 && before.max_bytes > 0);
+	const struct rstmem_user_heap *svp = find_user_heap(heaps, count, offer.svp->name);
+	REQUIRE(svp != NULL);
+	CHECK(svp->flags & RSTMEM_HEAP_USAGE_GRANTED);
+
+	/* One more buffer: counted for this uid and its heap at once. */
+	struct rstmem_buffer buf;
+	int ret = rstmem_alloc(conn, "secure-video", pages(2), 0, NULL, &buf);
+	check_buffer(ret, &buf, pages(2), offer.svp->name);
+	REQUIRE(ret >= 0);
+	CHECK_EQ(rstmem_get_usage(conn, RSTMEM_NO_UID, &after, now, MAX_HEAPS, &count), 0);
+	CHECK_EQ(after.buffers, before.buffers + 1);
+	CHECK_EQ(after.bytes, before.bytes + pages(2));
+	const struct rstmem_user_heap *svp_now = find_user_heap(now, count, offer.svp->name);
+	REQUIRE(svp_now != NULL);
+	CHECK_EQ(svp_now->buffers, svp->buffers + 1);
+	CHECK_EQ(svp_now->bytes, svp->bytes + pages(2));
+	CHECK_EQ(svp_now->allocations, svp->allocations + 1);
+	CHECK_EQ(svp_now->failures, svp->failures);
+	CHECK(svp_now->share_bytes == RSTMEM_NO_LIMIT || svp_now->share_bytes >= svp_now->bytes);
+	CHECK_EQ(rstmem_free(conn, buf.id), 0);
+	close(buf.fd);
+
+	/* Too small an array: the first entry, the count, -ERANGE. */
+	struct rstmem_user_heap one[1];
+	count = 0;
+	CHECK_EQ(rstmem_get_usage(conn, RSTMEM_NO_UID, &after, one, 1, &count), -ERANGE);
+	CHECK_EQ(count, offer.heap_count);
+	CHECK_STR(one[0].name, now[0].name);
+
+	/* Asking by uid: one's own always; uid 0 only as an administrator. */
+	CHECK_EQ(rstmem_get_usage(conn, geteuid(), &after, now, MAX_HEAPS, &count), 0);
+	CHECK_EQ(after.uid, geteuid());
+	CHECK_EQ(rstmem_get_usage(conn, 0, &after, now, MAX_HEAPS, &count), geteuid() == 0 ? 0 : -EACCES);
+
+	CHECK_EQ(rstmem_get_usage(NULL, RSTMEM_NO_UID, &after, now, MAX_HEAPS, &count), -EINVAL);
+	CHECK_EQ(rstmem_get_usage(conn, RSTMEM_NO_UID, NULL, now, MAX_HEAPS, &count), -EINVAL);
+	CHECK_EQ(rstmem_get_usage(conn, RSTMEM_NO_UID, &after, now, MAX_HEAPS, NULL), -EINVAL);
+	CHECK_EQ(rstmem_get_usage(conn, RSTMEM_NO_UID, &after, NULL, 3, &count), -EINVAL);
+}
+
 static void test_tee_without_device(void)
 {
 	/* No TEE here: the argument checks (test-tee covers the rest). */
@@ -556,6 +616,7 @@ int main(void)
 	test_list_heaps(conn);
 	test_alloc(conn);
 	test_free(conn);
+	test_usage(conn);
 	rstmem_disconnect(conn);
 	test_tee_without_device();
 	test_debug_output();

@@ -645,7 +645,7 @@ static void connect_scenario(const char *name, serve_fn serve, int expected)
 	printf("connect / %-28s -> %s\n", name, ret == 0 ? "0" : strerrorname_np(-ret));
 }
 
-enum call { CALL_ALLOC, CALL_FREE, CALL_LIST };
+enum call { CALL_ALLOC, CALL_FREE, CALL_LIST, CALL_USAGE };
 
 static int make_call(struct rstmem_conn *conn, enum call call, struct rstmem_heap *heaps, size_t *count)
 {
@@ -668,6 +668,10 @@ static int make_call(struct rstmem_conn *conn, enum call call, struct rstmem_hea
 		return rstmem_free(conn, 42);
 	case CALL_LIST:
 		return rstmem_list_heaps(conn, heaps, 4, count);
+	case CALL_USAGE: {
+		struct rstmem_user_usage usage;
+		return rstmem_get_usage(conn, RSTMEM_NO_UID, &usage, NULL, 0, count);
+	}
 	}
 	return -1;
 }
@@ -707,7 +711,7 @@ static void call_scenario(const char *name, serve_fn serve, enum call call, int 
 	}
 	CHECK_EQ(count_fds(), fds_before);
 	finish_server(child, name);
-	printf("%-5s   / %-28s -> %s, then %s\n", call == CALL_ALLOC ? "alloc" : call == CALL_FREE ? "free" : "list",
+	printf("%-5s   / %-28s -> %s, then %s\n", call == CALL_ALLOC ? "alloc" : call == CALL_FREE ? "free" : call == CALL_LIST ? "list" : "usage",
 	       name, ret == 0 ? "0" : strerrorname_np(-ret), then == 0 ? "0" : strerrorname_np(-then));
 }
 
@@ -840,6 +844,9 @@ int main(void)
 	call_scenario("heaps_count_mismatch", heaps_count_mismatch, CALL_LIST, -EPROTO, -ENOTCONN);
 	call_scenario("heaps_count_overflow", heaps_count_overflow, CALL_LIST, -EPROTO, -ENOTCONN);
 	call_scenario("heaps_name_without_nul", heaps_name_without_nul, CALL_LIST, -EPROTO, -ENOTCONN);
+	/* This server negotiates version 1: USAGE (version 2) fails before anything
+	 * is sent; had it been sent, the hang-up would make it -ECONNRESET. */
+	call_scenario("usage_on_version_1", hang_up_after_hello, CALL_USAGE, -ENOSYS, -ENOSYS);
 
 	test_no_sigpipe();
 	test_eintr();

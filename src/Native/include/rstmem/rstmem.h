@@ -65,8 +65,9 @@
  *
  * The wire protocol is rstmem/protocol.h (included here for its constants:
  * RSTMEM_HEAP_NAME_LEN, RSTMEM_ALLOC_BY_*, RSTMEM_HEAP_*, RSTMEM_CAP_*, ...).
- * The library exports exactly the functions declared in this header, with
- * symbol version RSTMEM_1, from librstmem.so.1.
+ * The library exports exactly the functions declared in this header from
+ * librstmem.so.1: those of librstmem 1.0.0 at symbol version RSTMEM_1,
+ * rstmem_get_usage (1.1.0) at RSTMEM_2.
  */
 #ifndef RSTMEM_RSTMEM_H
 #define RSTMEM_RSTMEM_H
@@ -91,7 +92,7 @@ struct rstmem_server_info {
 	uint32_t generation;	/* enum rstmem_generation */
 	uint32_t page_size;	/* allocation granularity in bytes */
 	uint32_t heap_count;	/* heaps offered at connect time */
-	char server[RSTMEM_SERVER_NAME_LEN];	/* e.g. "rstmemd 1.0.0", NUL-terminated */
+	char server[RSTMEM_SERVER_NAME_LEN];	/* e.g. "rstmemd 1.1.0", NUL-terminated */
 };
 
 /** One heap or use-case provider, as rstmem_list_heaps reports it, in host byte order. */
@@ -113,6 +114,33 @@ struct rstmem_buffer {
 	uint64_t size;		/* actual size: the request rounded up to the page size */
 	int fd;			/* the dma-buf, close-on-exec; yours to close. -1 after a failure */
 	char heap[RSTMEM_HEAP_NAME_LEN];	/* heap it came from, NUL-terminated */
+};
+
+/** A uid's usage of the daemon and its limits, as rstmem_get_usage reports them, in host byte order. */
+struct rstmem_user_usage {
+	uint32_t uid;		/* whose usage this is */
+	uint32_t flags;		/* RSTMEM_USAGE_ADMIN: the caller may ask about every uid */
+	uint32_t next_uid;	/* for administrators: the next uid above this one the daemon has
+				 * records of, to walk them all from uid 0; else RSTMEM_NO_UID */
+	uint32_t connections;	/* the uid's connections now */
+	uint64_t buffers;	/* buffers it holds (charged until their last close anywhere) */
+	uint64_t bytes;
+	uint32_t max_connections;	/* Limits:MaxConnectionsPerUser */
+	uint32_t max_buffers;	/* Limits:MaxBuffersPerUser */
+	uint64_t max_bytes;	/* Limits:MaxBytesPerUser */
+};
+
+/** The uid's part of one heap (rstmem_get_usage), in host byte order. */
+struct rstmem_user_heap {
+	char name[RSTMEM_HEAP_NAME_LEN];	/* heap name, NUL-terminated */
+	uint64_t buffers;	/* the uid's buffers from this heap */
+	uint64_t bytes;
+	uint64_t share_bytes;	/* the most the uid may hold here (its pool share);
+				 * RSTMEM_NO_LIMIT: no share applies */
+	uint64_t allocations;	/* the uid's successful allocations here since the daemon started */
+	uint64_t failures;	/* and failed ones */
+	uint32_t flags;		/* RSTMEM_HEAP_USAGE_GRANTED: the access policy lets the
+				 * caller allocate here (reported only about oneself) */
 };
 
 /** A dma-buf registered with a TEE context by rstmem_tee_register. */
@@ -273,6 +301,40 @@ int rstmem_alloc(struct rstmem_conn *conn, const char *use_case_or_heap, uint64_
  *  -ENOSYS, other sendmsg(2)/recvmsg(2) errnos: as for rstmem_list_heaps.
  */
 int rstmem_free(struct rstmem_conn *conn, uint64_t id);
+
+/**
+ * rstmem_get_usage() - a uid's usage of the daemon, its limits and pool shares.
+ * @conn: the connection.
+ * @uid: RSTMEM_NO_UID for the caller's own (the uid the daemon read from the
+ *	socket, SO_PEERCRED); another uid only for root and members of the
+ *	daemon's Access:AdminGroups.
+ * @out: receives the uid's totals and limits.
+ * @heaps: caller-provided array of @capacity entries, one per heap the
+ *	daemon offers; may be NULL if @capacity is 0.
+ * @capacity: number of entries in @heaps.
+ * @count: receives the number of heaps (always, when the daemon answered;
+ *	also with -ERANGE).
+ *
+ * Sends USAGE (protocol version 2). Fills heaps[0 .. min(@capacity, *@count) - 1]
+ * in the daemon's order, as rstmem_list_heaps does; retry with a larger array
+ * on -ERANGE. An administrator walks every uid from @uid 0 through
+ * out->next_uid until it is RSTMEM_NO_UID. Added in librstmem 1.1.0
+ * (symbol version RSTMEM_2).
+ *
+ * Return: 0 on success, or
+ *  -ERANGE		the daemon offers more than @capacity heaps; the first
+ *			@capacity are filled and *@count says how many there are.
+ *  -EINVAL		@conn, @out or @count is NULL, or @heaps is NULL with
+ *			@capacity > 0.
+ *  -ENOSYS		the daemon speaks protocol version 1 only (no USAGE);
+ *			checked before anything is sent.
+ *  -EACCES		@uid is another user's and the caller is not an
+ *			administrator.
+ *  -ENOTCONN, -EPROTO, -ECONNRESET, -EPIPE, -EBADMSG, -EPROTONOSUPPORT,
+ *  other sendmsg(2)/recvmsg(2) errnos: as for rstmem_list_heaps.
+ */
+int rstmem_get_usage(struct rstmem_conn *conn, uint32_t uid, struct rstmem_user_usage *out,
+		     struct rstmem_user_heap *heaps, size_t capacity, size_t *count);
 
 /**
  * rstmem_tee_register() - import a dma-buf into the caller's TEE context.
