@@ -451,6 +451,19 @@ RSTMEM_EXPORT int rstmem_get_server_info(struct rstmem_conn *conn, struct rstmem
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* A reply's table of @n entries of @entry_size bytes in @entries_len bytes:
+ * entries may grow in a later version (step by entry_size), never shrink. */
+static int check_entries(struct rstmem_conn *conn, const char *what, uint32_t n, uint32_t entry_size,
+			 size_t min_size, size_t entries_len)
+{
+	if (entry_size < min_size)
+		return protocol_error(conn, NULL, 0, "%s entry_size %u < %zu", what, entry_size, min_size);
+	if (entries_len / entry_size != n || entries_len % entry_size != 0)
+		return protocol_error(conn, NULL, 0, "%u %s entries of %u bytes in %zu bytes",
+				      n, what, entry_size, entries_len);
+	return 0;
+}
+
 static int list_heaps_locked(struct rstmem_conn *conn, struct rstmem_heap *heaps, size_t capacity,
 			     size_t *count)
 {
@@ -464,13 +477,9 @@ static int list_heaps_locked(struct rstmem_conn *conn, struct rstmem_heap *heaps
 	uint32_t n = get_u32(body + OFF(rstmem_heap_list, count));
 	uint32_t entry_size = get_u32(body + OFF(rstmem_heap_list, entry_size));
 	size_t entries_len = body_len - sizeof(struct rstmem_heap_list);
-	/* Step by entry_size, which a later version may grow; never shrink. */
-	if (entry_size < sizeof(struct rstmem_heap_info))
-		return protocol_error(conn, NULL, 0, "heap entry_size %u < %zu", entry_size,
-				      sizeof(struct rstmem_heap_info));
-	if (entries_len / entry_size != n || entries_len % entry_size != 0)
-		return protocol_error(conn, NULL, 0, "%u heap entries of %u bytes in %zu bytes",
-				      n, entry_size, entries_len);
+	ret = check_entries(conn, "heap", n, entry_size, sizeof(struct rstmem_heap_info), entries_len);
+	if (ret < 0)
+		return ret;
 
 	const unsigned char *entry = body + sizeof(struct rstmem_heap_list);
 	for (uint32_t i = 0; i < n; i++, entry += entry_size) {
@@ -587,12 +596,9 @@ static int get_usage_locked(struct rstmem_conn *conn, uint32_t uid, struct rstme
 	uint32_t n = get_u32(body + OFF(rstmem_usage_reply, count));
 	uint32_t entry_size = get_u32(body + OFF(rstmem_usage_reply, entry_size));
 	size_t entries_len = body_len - sizeof(struct rstmem_usage_reply);
-	if (entry_size < sizeof(struct rstmem_heap_usage))
-		return protocol_error(conn, NULL, 0, "usage entry_size %u < %zu", entry_size,
-				      sizeof(struct rstmem_heap_usage));
-	if (entries_len / entry_size != n || entries_len % entry_size != 0)
-		return protocol_error(conn, NULL, 0, "%u usage entries of %u bytes in %zu bytes",
-				      n, entry_size, entries_len);
+	ret = check_entries(conn, "usage", n, entry_size, sizeof(struct rstmem_heap_usage), entries_len);
+	if (ret < 0)
+		return ret;
 
 	const unsigned char *entry = body + sizeof(struct rstmem_usage_reply);
 	for (uint32_t i = 0; i < n; i++, entry += entry_size) {

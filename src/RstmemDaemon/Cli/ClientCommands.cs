@@ -170,6 +170,10 @@ internal static class ClientCommands
                     users.Clear();
                     for (UserUsageInfo? next = client.Usage(0); next is not null; next = next.NextUid is uint n ? client.Usage(n) : null)
                     {
+                        if (next.NextUid is uint following && following <= next.Uid)
+                        {
+                            throw new ProtocolException($"USAGE of uid {next.Uid} names next_uid {following}; expected a higher uid");
+                        }
                         if (next.Uid == own.Uid || next.Buffers > 0 || next.Connections > 0)
                         {
                             users.Add(next);
