@@ -34,7 +34,11 @@ public sealed class ReleaseWatcher : IReleaseObserver
 {
     private const int ReferenceCountPollMilliseconds = 200;
 
-    /// <summary>A sweep looks at a quarter of the buffers (so each is seen within four turns), within these bounds.</summary>
+    /// <summary>
+    /// A sweep looks at a quarter of the buffers counted when its pass or the
+    /// pass before began, whichever held more (see <see cref="Sweep"/>), within
+    /// these bounds.
+    /// </summary>
     private const int MinimumSweep = 64;
     private const int MaximumSweep = 4096;
 
@@ -52,33 +56,41 @@ public sealed class ReleaseWatcher : IReleaseObserver
 
     private readonly SafeFd inotify;
     private readonly bool closeMeansRelease;
-    private readonly FdInfoCounter? counter;
+    private readonly IReferenceCounter? counter;
     private readonly Dictionary<int, Listener> pending = [];
     private readonly List<Counted> counted = [];
     /// <summary>Where each handle sits in <see cref="counted"/> (kept up to date as entries move).</summary>
     private readonly Dictionary<long, int> countedByHandle = [];
     private long nextHandle;
     private int cursor;
+    /// <summary>How many entries each sweep of the current pass looks at, fixed when the pass began.</summary>
+    private int passBudget;
+    /// <summary>How many entries the ring held when the current pass began.</summary>
+    private int passStartCount;
     /// <summary>When the last drain found the event queue empty: a release reported now happened after it.</summary>
     private long drainedEmpty = Stopwatch.GetTimestamp();
     private readonly Lock gate = new();
     private readonly byte[] events = new byte[16 * 1024];
 
-    private ReleaseWatcher(bool closeMeansRelease, bool countReferences)
+    private ReleaseWatcher(bool closeMeansRelease, IReferenceCounter? counter)
     {
         this.closeMeansRelease = closeMeansRelease;
         Sys.TryInotifyInit(Inotify.IN_NONBLOCK, out inotify).ThrowIfError("inotify_init1");
-        counter = countReferences ? new FdInfoCounter() : null;
+        this.counter = counter;
     }
 
     /// <summary>dma-bufs on a kernel that reports their close (<see cref="ReleaseSignal.CloseEvents"/>).</summary>
-    public static ReleaseWatcher ForDmaBufs() => new(closeMeansRelease: true, countReferences: false);
+    public static ReleaseWatcher ForDmaBufs() => new(closeMeansRelease: true, counter: null);
 
     /// <summary>dma-bufs on a kernel that reports nothing (<see cref="ReleaseSignal.ReferenceCount"/>).</summary>
-    public static ReleaseWatcher ReferenceCounting() => new(closeMeansRelease: true, countReferences: true);
+    public static ReleaseWatcher ReferenceCounting() => new(closeMeansRelease: true, new FdInfoCounter());
+
+    /// <summary>Reference counting with the count read by <paramref name="counter"/> (the tests' stand-in for fdinfo).</summary>
+    internal static ReleaseWatcher ReferenceCounting(IReferenceCounter counter) =>
+        new(closeMeansRelease: true, counter ?? throw new ArgumentNullException(nameof(counter)));
 
     /// <summary>Files that can be reopened (memfds, the model's files): only the inode's eviction is a release.</summary>
-    public static ReleaseWatcher ForReopenableFiles() => new(closeMeansRelease: false, countReferences: false);
+    public static ReleaseWatcher ForReopenableFiles() => new(closeMeansRelease: false, counter: null);
 
     /// <summary>The watcher for <paramref name="signal"/> on dma-bufs.</summary>
     public static ReleaseWatcher For(ReleaseSignal signal) => signal switch
@@ -281,9 +293,15 @@ public sealed class ReleaseWatcher : IReleaseObserver
 
     /// <summary>
     /// Reference counting: reads the fdinfo count of the next buffers in the
-    /// ring (a quarter of them, at least <see cref="MinimumSweep"/>, at most
-    /// <see cref="MaximumSweep"/>), releasing those whose duplicate is the
-    /// last reference. Nothing to do on an event kernel.
+    /// ring, releasing those whose duplicate is the last reference. The
+    /// budget of each sweep is fixed when its pass begins: a quarter of the
+    /// ring then or at the previous pass's start, whichever is larger (at
+    /// least <see cref="MinimumSweep"/>, at most <see cref="MaximumSweep"/>).
+    /// A buffer's slot only moves down the ring (a released entry's slot
+    /// takes the last one), so between two looks at a buffer there are at
+    /// most four sweeps, even when most buffers are released at once (a
+    /// budget that shrank with the ring took six and more). Nothing to do on
+    /// an event kernel.
     /// </summary>
     public int Sweep()
     {
@@ -293,13 +311,17 @@ public sealed class ReleaseWatcher : IReleaseObserver
             {
                 return 0;
             }
-            int budget = Math.Clamp((counted.Count + 3) / 4, MinimumSweep, MaximumSweep);
+            if (cursor == 0 || cursor >= counted.Count)
+            {
+                BeginPass();
+            }
+            int budget = passBudget;
             int released = 0;
             for (int looked = 0; looked < budget && counted.Count > 0; looked++)
             {
                 if (cursor >= counted.Count)
                 {
-                    cursor = 0;
+                    BeginPass(); // the rest of this sweep's budget starts the next pass
                 }
                 if (Check(cursor))
                 {
@@ -312,6 +334,14 @@ public sealed class ReleaseWatcher : IReleaseObserver
             }
             return released;
         }
+    }
+
+    private void BeginPass()
+    {
+        cursor = 0;
+        int basis = Math.Max(counted.Count, passStartCount);
+        passStartCount = counted.Count;
+        passBudget = Math.Clamp((basis + 3) / 4, MinimumSweep, MaximumSweep);
     }
 
     /// <summary>Looks at these buffers now: their fdinfo counts (reference counting), or the events waiting.</summary>
@@ -378,7 +408,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
     /// openat and one read into a buffer kept for the purpose: no managed
     /// allocation per buffer, so a sweep over many buffers costs system calls only.
     /// </summary>
-    private sealed class FdInfoCounter : IDisposable
+    private sealed class FdInfoCounter : IReferenceCounter
     {
         private static ReadOnlySpan<byte> CountKey => "\ncount:"u8;
 
@@ -421,5 +451,11 @@ public sealed class ReleaseWatcher : IReleaseObserver
         }
 
         public void Dispose() => directory.Dispose();
+    }
+
+    /// <summary>Reads how many references a buffer's file has (fdinfo <c>count</c> on a real kernel).</summary>
+    internal interface IReferenceCounter : IDisposable
+    {
+        Errno TryRead(SafeFd fd, out long count);
     }
 }

@@ -111,4 +111,77 @@ public sealed class ReleaseWatcherTests
         Assert.Equal(0, observer.Drain()); // a memfd has no fdinfo count: never taken for released
         Assert.Equal(1, observer.Observed);
     }
+
+    [Fact]
+    public void A_reference_counting_sweep_sees_every_release_within_four_sweeps_when_most_buffers_go_at_once()
+    {
+        // 400 buffers: each sweep looks at 100 (a quarter). Buffers 1-99 were seen held by the
+        // first sweep; released with all the others just after it, they must be seen again
+        // within four sweeps. A budget recomputed from the shrinking ring took six, and one
+        // fixed per pass from that pass's count alone five.
+        const int buffers = 400;
+        var counter = new SizeCounter();
+        using ReleaseWatcher watcher = ReleaseWatcher.ReferenceCounting(counter);
+        var files = new SafeFd[buffers];
+        int released = 0;
+        try
+        {
+            for (int i = 0; i < buffers; i++)
+            {
+                Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate($"counted-{i}", Memfd.MFD_CLOEXEC, out files[i]));
+                Assert.Equal(Errno.None, watcher.Observe(files[i], () => released++, out _));
+            }
+            Assert.Equal(0, watcher.Sweep()); // all held: the first sweep reads a quarter and releases none
+            Assert.Equal(buffers / 4, counter.Reads);
+
+            // Every buffer but the first is released at once, as when a player exits.
+            for (int i = 1; i < buffers; i++)
+            {
+                Assert.Equal(Errno.None, Interop.Sys.TryFTruncate(files[i], SizeCounter.ReleasedMark));
+                files[i].Dispose();
+            }
+            int sweeps = 0;
+            while (released < buffers - 1 && sweeps < 20)
+            {
+                watcher.Sweep();
+                sweeps++;
+            }
+
+            Assert.Equal(buffers - 1, released);
+            Assert.True(sweeps <= 4, $"seeing {buffers - 1} of {buffers} buffers released took {sweeps} sweeps");
+            Assert.Equal(1, watcher.Observed); // the one still held stays
+            Assert.Equal(0, watcher.CountReadFailures);
+        }
+        finally
+        {
+            foreach (SafeFd file in files)
+            {
+                file?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// A memfd has no fdinfo count, so its size stands in: a file truncated to
+    /// <see cref="ReleasedMark"/> bytes reads as count 1 (only the watcher's
+    /// duplicate left), any other as 2.
+    /// </summary>
+    private sealed class SizeCounter : ReleaseWatcher.IReferenceCounter
+    {
+        public const long ReleasedMark = 1;
+
+        public int Reads { get; private set; }
+
+        public Errno TryRead(SafeFd fd, out long count)
+        {
+            Reads++;
+            Errno errno = Interop.Sys.TryLSeek(fd, 0, Fcntl.SEEK_END, out long size);
+            count = size == ReleasedMark ? 1 : 2;
+            return errno;
+        }
+
+        public void Dispose()
+        {
+        }
+    }
 }
