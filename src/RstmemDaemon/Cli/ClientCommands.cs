@@ -120,7 +120,8 @@ internal static class ClientCommands
                 return RstmemdCli.ExitOk;
             }
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"up {TimeSpan.FromMilliseconds(stats.UptimeMs):c}, {stats.Clients} client(s), {stats.Allocations} allocations, {stats.Failures} failed, {stats.LiveBuffers} buffers ({ByteSize.Format((long)stats.LiveBytes)}) live"));
+                $"up {TimeSpan.FromMilliseconds(stats.UptimeMs):c}, {stats.Clients} client(s), {stats.Allocations} allocations, {stats.Failures} failed, {stats.LiveBuffers} buffers ({ByteSize.Format((long)stats.LiveBytes)}) live, "
+                + $"{stats.Releases} released (last close to uncharge: p99 <= {stats.ReleaseLatencyP99Us} us, max <= {stats.ReleaseLatencyMaxUs} us)"));
             Table(stdout, ["HEAP", "ALLOCS", "FAILED", "LIVE", "LIVE BYTES", "POOL FREE", "LARGEST FREE", "LENDS", "RECLAIMS"],
                 stats.Heaps.Select(h => new[]
                 {

@@ -33,7 +33,13 @@ public sealed record HeapUsageInfo(string Name, ulong Buffers, ulong Bytes, ulon
 public sealed record UserUsageInfo(uint Uid, bool Admin, uint? NextUid, uint Connections, ulong Buffers, ulong Bytes,
     uint MaxConnections, uint MaxBuffers, ulong MaxBytes, IReadOnlyList<HeapUsageInfo> Heaps);
 
-public sealed record DaemonStats(ulong UptimeMs, ulong Allocations, ulong Failures, ulong LiveBuffers, ulong LiveBytes, uint Clients, IReadOnlyList<HeapStats> Heaps);
+/// <summary>
+/// STATS: the daemon's counters. <see cref="ReleaseLatencyP99Us"/> and
+/// <see cref="ReleaseLatencyMaxUs"/> are from a buffer's last close to its
+/// uncharge, upper bounds (powers of two), 0 before any release.
+/// </summary>
+public sealed record DaemonStats(ulong UptimeMs, ulong Allocations, ulong Failures, ulong LiveBuffers, ulong LiveBytes, uint Clients,
+    ulong Releases, ulong ReleaseLatencyP99Us, ulong ReleaseLatencyMaxUs, IReadOnlyList<HeapStats> Heaps);
 
 /// <summary>A buffer from the daemon. The caller owns <see cref="Fd"/>; the memory returns when the last copy of it anywhere is closed.</summary>
 public sealed record AllocatedBuffer(ulong Id, long Size, string Heap, SafeFd Fd) : IDisposable
@@ -192,7 +198,8 @@ public sealed class RstmemClient : IDisposable
                     entry.largest_free_bytes, entry.lends, entry.reclaims));
             }
         }
-        return new DaemonStats(stats.uptime_ms, stats.allocations, stats.failures, stats.live_buffers, stats.live_bytes, stats.clients, heaps);
+        return new DaemonStats(stats.uptime_ms, stats.allocations, stats.failures, stats.live_buffers, stats.live_bytes, stats.clients,
+            stats.releases, stats.release_latency_p99_us, stats.release_latency_max_us, heaps);
     }
 
     /// <summary>USAGE: the caller's own usage and limits, or (administrators only) those of <paramref name="uid"/>. Needs protocol version 2.</summary>

@@ -107,13 +107,18 @@ public sealed class BrokerTests
         AllocatedBuffer buffer = client.Allocate("secure-video", 1 << 20);
         // The daemon closes its copy right after sendmsg: ours becomes the only descriptor.
         WaitFor(() => broker.Model.FdInfo(buffer.Fd)["count"], count => count == "1");
-        Assert.Equal(1ul, client.Stats().LiveBuffers);
+        DaemonStats before = client.Stats();
+        Assert.Equal((1ul, 0ul, 0ul, 0ul), (before.LiveBuffers, before.Releases, before.ReleaseLatencyP99Us, before.ReleaseLatencyMaxUs));
 
         Assert.False(client.Free(buffer.Id)); // still held: not released
         buffer.Dispose();
         Assert.Equal(free, broker.Model.PoolCounters("secure-video").FreeBytes);
         DaemonStats stats = WaitFor(() => client.Stats(), s => s.LiveBuffers == 0);
         Assert.Equal(0ul, stats.LiveBytes);
+        // The release is counted with its latency (an upper bound, so at least a microsecond).
+        Assert.Equal(1ul, stats.Releases);
+        Assert.True(stats.ReleaseLatencyP99Us >= 1 && stats.ReleaseLatencyMaxUs >= 1,
+            $"release latency p99 {stats.ReleaseLatencyP99Us} us, max {stats.ReleaseLatencyMaxUs} us");
         var error = Assert.Throws<RstmemException>(() => client.Free(buffer.Id));
         Assert.Equal(Errno.ENOENT, error.Errno);
     }
