@@ -11,7 +11,9 @@
 #                         "N passed, N failed, N skipped"; exits non-zero when a test
 #                         or a stage failed
 #   ./build.sh run ...    build, then run `rstmemd serve ...` in the foreground
-#   ./build.sh bench ...  build, then run a benchmark: allocator or broker [options]
+#   ./build.sh bench ...  build, then run a benchmark: allocator or broker [options];
+#                         broker also runs its Linux 7.2 part (tests/kernel/bench-guest.sh)
+#                         unless given --no-guest, and exits non-zero if either failed to run
 #   ./build.sh publish    packaging/publish.sh: the published daemon in dist/
 #   ./build.sh package    packaging/package.sh: the Debian packages
 #
@@ -224,13 +226,30 @@ run_packaging() {
   exec "$script" "$@"
 }
 
+# The benchmarks. `broker` is the model benchmark, then its part on a real
+# reference-counting kernel, the Linux 7.2 guest (tests/kernel/bench-guest.sh);
+# --no-guest leaves that out. Both run even when the first fails.
+bench() {
+  local benchmarks=$ROOT/tests/Rstmem.Benchmarks/bin/$CONFIGURATION/net10.0/rstmem-benchmarks.dll
+  [ "${1:-}" = broker ] || exec dotnet "$benchmarks" "$@"
+  local guest=1 args=() status=0
+  for arg in "$@"; do
+    if [ "$arg" = --no-guest ]; then guest=0; else args+=("$arg"); fi
+  done
+  dotnet "$benchmarks" "${args[@]}" || status=$?
+  if [ "$guest" -eq 1 ]; then
+    "$ROOT/tests/kernel/bench-guest.sh" || status=$?
+  fi
+  return "$status"
+}
+
 command=${1:-build}
 [ $# -gt 0 ] && shift
 case "$command" in
   build) build ;;
   test) start_cache_builds; build; run_tests ;;
   run) build; exec dotnet "$DAEMON_DLL" serve "$@" ;;
-  bench) build; exec dotnet "$ROOT/tests/Rstmem.Benchmarks/bin/$CONFIGURATION/net10.0/rstmem-benchmarks.dll" "$@" ;;
+  bench) build; bench "$@" ;;
   publish) run_packaging publish.sh "$@" ;;
   package) run_packaging package.sh "$@" ;;
   -h|--help|help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" ;;

@@ -32,10 +32,10 @@ json_field() {
 }
 
 start_daemon() {
-  # $@: extra serve options. Waits until the socket answers.
+  # $@: extra serve options; DAEMON_LOG_LEVEL, when set, replaces Debug. Waits until the socket answers.
   rm -f "$SOCKET"
   : > "$DAEMON_LOG"
-  "${RSTMEMD[@]}" serve --socket "$SOCKET" --log-level Debug "$@" >> "$DAEMON_LOG" 2>&1 &
+  "${RSTMEMD[@]}" serve --socket "$SOCKET" --log-level "${DAEMON_LOG_LEVEL:-Debug}" "$@" >> "$DAEMON_LOG" 2>&1 &
   DAEMON_PID=$!
   # A bound to give up at, not a measure: a daemon that is still starting after it is broken.
   local deadline=$(( $(date +%s) + 120 ))
