@@ -75,7 +75,13 @@ print(f"p50 at {count:,} held <= 1.2x p50 at 0: {verdict} ({ratio:.2f}x: {held['
 print(f"release: the holder of {count:,} killed, STATS counted none live {released['seconds_to_zero']:.2f} s later; "
       f"the daemon's release latency over its {released['releases']:,} releases: p99 <= {released['release_latency_p99_us']:,} us, "
       f"max <= {released['release_latency_max_us']:,} us")
-p99 = released["release_latency_p99_us"]
-verdict = "met" if p99 <= 1_000_000 else "NOT met"
-print(f"release latency p99 <= 1 s at {count:,} live (reference counting): {verdict} ({p99 / 1e6:.3f} s)")
+# STATS gives p99 as the top of its power-of-two bucket and the maximum exactly.
+p99, longest = released["release_latency_p99_us"], released["release_latency_max_us"]
+if p99 <= 1_000_000 or longest <= 1_000_000:
+    verdict = f"met (p99 <= {min(p99, longest) / 1e6:.3f} s)"
+elif p99 // 2 >= 1_000_000:
+    verdict = f"NOT met (p99 above {p99 // 2 / 1e6:.3f} s)"
+else:
+    verdict = f"not decided (p99 between {p99 // 2 / 1e6:.3f} and {p99 / 1e6:.3f} s, max {longest / 1e6:.3f} s)"
+print(f"release latency p99 <= 1 s at {count:,} live (reference counting): {verdict}")
 EOF
