@@ -28,6 +28,9 @@ _COMMON_EXIT_OWNER=
 _common_run_exit_actions() {
   EXIT_STATUS=$?
   local i
+  # A second signal (a repeated kill, Ctrl-C twice) must not cut the clean-up
+  # short: the TERM trap's `exit` would end this function between two actions.
+  trap '' HUP INT TERM
   for ((i = ${#_COMMON_EXIT_ACTIONS[@]} - 1; i >= 0; i--)); do
     eval "${_COMMON_EXIT_ACTIONS[i]}" || true
   done
