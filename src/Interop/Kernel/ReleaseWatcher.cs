@@ -54,13 +54,24 @@ public sealed class ReleaseWatcher : IReleaseObserver
     /// </summary>
     private readonly record struct Counted(long Handle, SafeFd Copy, Listener Listener, long SeenHeld);
 
+    /// <summary>Where a handle's entry is: which list, which index.</summary>
+    private readonly record struct Slot(bool Young, int Index);
+
     private readonly SafeFd inotify;
     private readonly bool closeMeansRelease;
     private readonly IReferenceCounter? counter;
     private readonly Dictionary<int, Listener> pending = [];
+    /// <summary>The ring the sweeps go round: buffers seen held at least once.</summary>
     private readonly List<Counted> counted = [];
-    /// <summary>Where each handle sits in <see cref="counted"/> (kept up to date as entries move).</summary>
-    private readonly Dictionary<long, int> countedByHandle = [];
+    /// <summary>
+    /// Buffers observed since the last sweep, not looked at yet, in order of
+    /// arrival: the next sweep looks at all of them first (up to
+    /// <see cref="MaximumSweep"/>), releasing those already gone and moving
+    /// the rest into the ring.
+    /// </summary>
+    private readonly List<Counted> young = [];
+    /// <summary>Where each handle sits: in <see cref="young"/> or <see cref="counted"/>, at which index (kept up to date as entries move).</summary>
+    private readonly Dictionary<long, Slot> slots = [];
     private long nextHandle;
     private int cursor;
     /// <summary>How many entries each sweep of the current pass looks at, fixed when the pass began.</summary>
@@ -133,7 +144,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
         {
             lock (gate)
             {
-                return pending.Count + counted.Count;
+                return pending.Count + counted.Count + young.Count;
             }
         }
     }
@@ -164,8 +175,8 @@ public sealed class ReleaseWatcher : IReleaseObserver
                 if (duplicated == Errno.None)
                 {
                     handle = ++nextHandle;
-                    countedByHandle.Add(handle, counted.Count);
-                    counted.Add(new Counted(handle, copy, listener, Stopwatch.GetTimestamp()));
+                    slots.Add(handle, new Slot(Young: true, young.Count));
+                    young.Add(new Counted(handle, copy, listener, Stopwatch.GetTimestamp()));
                 }
                 return duplicated;
             }
@@ -292,38 +303,45 @@ public sealed class ReleaseWatcher : IReleaseObserver
     }
 
     /// <summary>
-    /// Reference counting: reads the fdinfo count of the next buffers in the
-    /// ring, releasing those whose duplicate is the last reference. The
-    /// budget of each sweep is fixed when its pass begins: a quarter of the
-    /// ring then or at the previous pass's start, whichever is larger (at
-    /// least <see cref="MinimumSweep"/>, at most <see cref="MaximumSweep"/>).
-    /// A buffer's slot only moves down the ring (a released entry's slot
-    /// takes the last one), so between two looks at a buffer there are at
-    /// most four sweeps, even when most buffers are released at once (a
-    /// budget that shrank with the ring took six and more). Nothing to do on
-    /// an event kernel.
+    /// Reference counting: first looks at the buffers observed since the last
+    /// sweep (all of them, up to <see cref="MaximumSweep"/>, oldest first), so
+    /// one handed out and closed soon after is released at the next sweep
+    /// however many others come and go; those still held join the ring. Then
+    /// reads the fdinfo count of the next buffers in the ring, releasing those
+    /// whose duplicate is the last reference. The ring's budget is fixed when
+    /// its pass begins: a quarter of the ring then or at the previous pass's
+    /// start, whichever is larger (at least <see cref="MinimumSweep"/>, at most
+    /// <see cref="MaximumSweep"/>). A buffer's slot only moves down the ring
+    /// (a released entry's slot takes the last one), so between two looks at a
+    /// buffer there are at most four sweeps, even when most buffers are
+    /// released at once (a budget that shrank with the ring took six and more).
+    /// Nothing to do on an event kernel.
     /// </summary>
     public int Sweep()
     {
         lock (gate)
         {
-            if (counter is null || counted.Count == 0)
+            if (counter is null)
             {
                 return 0;
+            }
+            int released = SweepYoung();
+            if (counted.Count == 0)
+            {
+                return released;
             }
             if (cursor == 0 || cursor >= counted.Count)
             {
                 BeginPass();
             }
             int budget = passBudget;
-            int released = 0;
             for (int looked = 0; looked < budget && counted.Count > 0; looked++)
             {
                 if (cursor >= counted.Count)
                 {
                     BeginPass(); // the rest of this sweep's budget starts the next pass
                 }
-                if (Check(cursor))
+                if (Check(young: false, cursor))
                 {
                     released++; // the last entry moved into this slot: look at it next
                 }
@@ -334,6 +352,33 @@ public sealed class ReleaseWatcher : IReleaseObserver
             }
             return released;
         }
+    }
+
+    /// <summary>Looks at the young buffers in order of arrival: releases the gone, moves the held into the ring.</summary>
+    private int SweepYoung()
+    {
+        int looked = Math.Min(young.Count, MaximumSweep);
+        int released = 0;
+        for (int i = 0; i < looked; i++)
+        {
+            Counted entry = young[i];
+            if (ReadCount(entry.Copy) == 1)
+            {
+                Release(entry);
+                released++;
+            }
+            else
+            {
+                slots[entry.Handle] = new Slot(Young: false, counted.Count);
+                counted.Add(entry with { SeenHeld = Stopwatch.GetTimestamp() });
+            }
+        }
+        young.RemoveRange(0, looked);
+        for (int i = 0; i < young.Count; i++)
+        {
+            slots[young[i].Handle] = new Slot(Young: true, i); // more arrived than one sweep looks at: they moved up
+        }
+        return released;
     }
 
     private void BeginPass()
@@ -356,7 +401,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
             int released = 0;
             foreach (long handle in buffers)
             {
-                if (countedByHandle.TryGetValue(handle, out int index) && Check(index))
+                if (slots.TryGetValue(handle, out Slot slot) && Check(slot.Young, slot.Index))
                 {
                     released++;
                 }
@@ -365,30 +410,49 @@ public sealed class ReleaseWatcher : IReleaseObserver
         }
     }
 
-    /// <summary>Releases the entry at <paramref name="index"/> when its duplicate is the last reference left; true if it did.</summary>
-    private bool Check(int index)
+    /// <summary>
+    /// Releases the entry at <paramref name="index"/> of the young list or the
+    /// ring when its duplicate is the last reference left (the last entry of
+    /// that list takes its slot); true if it did.
+    /// </summary>
+    private bool Check(bool young, int index)
     {
-        Counted entry = counted[index];
-        Errno errno = counter!.TryRead(entry.Copy, out long count);
-        if (errno != Errno.None)
+        List<Counted> list = young ? this.young : counted;
+        Counted entry = list[index];
+        long count = ReadCount(entry.Copy);
+        if (count != 1)
+        {
+            if (count > 1)
+            {
+                list[index] = entry with { SeenHeld = Stopwatch.GetTimestamp() };
+            }
+            return false;
+        }
+        Counted last = list[^1];
+        list[index] = last;
+        slots[last.Handle] = new Slot(young, index);
+        list.RemoveAt(list.Count - 1);
+        Release(entry);
+        return true;
+    }
+
+    /// <summary>The count of the file behind <paramref name="copy"/>, or -1 when it cannot be read.</summary>
+    private long ReadCount(SafeFd copy)
+    {
+        if (counter!.TryRead(copy, out long count) != Errno.None)
         {
             // Not a dma-buf (no count), or procfs refused: it stays held; counted for diagnostics.
             CountReadFailures++;
-            return false;
+            return -1;
         }
-        if (count != 1)
-        {
-            counted[index] = entry with { SeenHeld = Stopwatch.GetTimestamp() };
-            return false;
-        }
-        Counted last = counted[^1];
-        counted[index] = last;
-        countedByHandle[last.Handle] = index;
-        counted.RemoveAt(counted.Count - 1);
-        countedByHandle.Remove(entry.Handle);
+        return count;
+    }
+
+    private void Release(Counted entry)
+    {
+        slots.Remove(entry.Handle);
         entry.Copy.Dispose();
         entry.Listener.Fire(entry.SeenHeld);
-        return true;
     }
 
     public void Dispose()
@@ -396,8 +460,10 @@ public sealed class ReleaseWatcher : IReleaseObserver
         lock (gate)
         {
             counted.ForEach(c => c.Copy.Dispose());
+            young.ForEach(c => c.Copy.Dispose());
             counted.Clear();
-            countedByHandle.Clear();
+            young.Clear();
+            slots.Clear();
         }
         inotify.Dispose();
         counter?.Dispose();

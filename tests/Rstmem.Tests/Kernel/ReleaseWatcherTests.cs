@@ -131,8 +131,10 @@ public sealed class ReleaseWatcherTests
                 Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate($"counted-{i}", Memfd.MFD_CLOEXEC, out files[i]));
                 Assert.Equal(Errno.None, watcher.Observe(files[i], () => released++, out _));
             }
-            Assert.Equal(0, watcher.Sweep()); // all held: the first sweep reads a quarter and releases none
-            Assert.Equal(buffers / 4, counter.Reads);
+            // All held: the first sweep reads every new buffer, moves them into the ring and
+            // reads a quarter of it; it releases none.
+            Assert.Equal(0, watcher.Sweep());
+            Assert.Equal(buffers + (buffers / 4), counter.Reads);
 
             // Every buffer but the first is released at once, as when a player exits.
             for (int i = 1; i < buffers; i++)
@@ -159,6 +161,55 @@ public sealed class ReleaseWatcherTests
                 file?.Dispose();
             }
         }
+    }
+
+    [Fact]
+    public void A_buffer_closed_soon_after_it_was_handed_out_is_released_at_the_next_sweep_however_many_come_and_go()
+    {
+        // 200 held buffers, then ten sweeps each after 150 new ones were handed out and closed
+        // (a player cycling buffers): every one of them must be released by the next sweep. With
+        // new buffers appended to the round-robin ring alone, a sweep that releases at its
+        // cursor takes the newest entry next, so older ones starved for seconds in the 7.2 guest.
+        const int held = 200;
+        const int perSweep = 150;
+        var counter = new SizeCounter();
+        using ReleaseWatcher watcher = ReleaseWatcher.ReferenceCounting(counter);
+        var files = new List<SafeFd>();
+        var released = new HashSet<int>();
+        try
+        {
+            for (int i = 0; i < held; i++)
+            {
+                files.Add(Observe(watcher, $"held-{i}", -1 - i, released));
+            }
+            watcher.Sweep();
+            for (int sweep = 0; sweep < 10; sweep++)
+            {
+                for (int i = 0; i < perSweep; i++)
+                {
+                    int id = (sweep * perSweep) + i;
+                    using SafeFd cycled = Observe(watcher, $"cycled-{id}", id, released);
+                    Assert.Equal(Errno.None, Interop.Sys.TryFTruncate(cycled, SizeCounter.ReleasedMark));
+                }
+
+                Assert.Equal(perSweep, watcher.Sweep());
+
+                Assert.Equal((sweep + 1) * perSweep, released.Count);
+                Assert.Equal(held, watcher.Observed);
+            }
+            Assert.DoesNotContain(released, id => id < 0); // the held ones stay held
+        }
+        finally
+        {
+            files.ForEach(file => file.Dispose());
+        }
+    }
+
+    private static SafeFd Observe(ReleaseWatcher watcher, string name, int id, HashSet<int> released)
+    {
+        Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate(name, Memfd.MFD_CLOEXEC, out SafeFd file));
+        Assert.Equal(Errno.None, watcher.Observe(file, () => Assert.True(released.Add(id), $"buffer {id} released twice"), out _));
+        return file;
     }
 
     /// <summary>
