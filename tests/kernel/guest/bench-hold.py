@@ -9,6 +9,10 @@
       sleeps until a signal ends it: its exit closes all their last
       descriptors at once, as a player's exit would.
 
+  bench-hold.py stats SOCKET
+      Prints STATS' live buffers, releases and release latency p99 and max
+      (over the daemon's life so far) as one JSON line.
+
   bench-hold.py release SOCKET PID
       Kills PID (the holder) with SIGKILL and asks STATS every 50 ms until
       the daemon counts no live buffer, then prints one JSON line: the
@@ -78,6 +82,8 @@ def release(path, pid):
 def main():
     if len(sys.argv) == 7 and sys.argv[1] == "hold":
         hold(*sys.argv[2:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "stats":
+        print(json.dumps(stats(stats_client(sys.argv[2]))))
     elif len(sys.argv) == 4 and sys.argv[1] == "release":
         release(*sys.argv[2:])
     else:

@@ -42,8 +42,10 @@ bench() { "$CLIENT" --socket "$SOCKET" --clients 1 --size "$SIZE" --seconds "$RU
 # A first run warms the daemon up (the JIT compiles its request path; a first
 # run measured 0.79x of the held one's p50 on 2026-12-03): it is not counted.
 bench > /dev/null || bail "rstmem-bench-client, warm-up: exit $?"
+echo "stats after the warm-up: $(python3 "$HERE/bench-hold.py" stats "$SOCKET")"
 idle=$(bench) || bail "rstmem-bench-client with nothing held: exit $?"
 echo "rstmemd, 0 held: $idle"
+echo "stats after 0 held: $(python3 "$HERE/bench-hold.py" stats "$SOCKET")"
 
 rm -f /tmp/held
 python3 "$HERE/bench-hold.py" hold "$SOCKET" system "$SIZE" "$HELD" /tmp/held &
@@ -52,19 +54,22 @@ until [ -s /tmp/held ]; do
   kill -0 "$holder" 2>/dev/null || bail "bench-hold.py could not hold $HELD buffers"
   sleep 0.2
 done
+echo "stats once $HELD were held: $(python3 "$HERE/bench-hold.py" stats "$SOCKET")"
 held=$(bench) || bail "rstmem-bench-client with $HELD held: exit $?"
 echo "rstmemd, $HELD held: $held"
+before=$(python3 "$HERE/bench-hold.py" stats "$SOCKET") || bail "bench-hold.py stats: exit $?"
+echo "stats after $HELD held: $before"
 released=$(python3 "$HERE/bench-hold.py" release "$SOCKET" "$holder") || bail "bench-hold.py release: exit $?"
 wait "$holder" 2>/dev/null
 echo "release: $released"
 kill -TERM "$DAEMON_PID" && wait "$DAEMON_PID" || bail "rstmemd exit status $? on SIGTERM"
 
-python3 - "$HELD" "$RUN_SECONDS" "$direct" "$idle" "$held" "$released" <<'EOF'
+python3 - "$HELD" "$RUN_SECONDS" "$direct" "$idle" "$held" "$before" "$released" <<'EOF'
 import json
 import sys
 
 count, seconds = int(sys.argv[1]), float(sys.argv[2])
-direct, idle, held, released = (json.loads(a) for a in sys.argv[3:])
+direct, idle, held, before, released = (json.loads(a) for a in sys.argv[3:])
 print(f"Linux 7.2 guest (qemu TCG: an emulated CPU, so only the ratios count); system heap, "
       f"{direct['size']} B buffers, {seconds:g} s per run, 1 client")
 print(f"{'':34} {'p50 us':>10} {'p99 us':>10} {'per s':>8}")
@@ -76,16 +81,20 @@ print(f"rstmemd against the direct ioctl: p50 {idle['p50_us'] / direct['p50_us']
 ratio = held["p50_us"] / idle["p50_us"]
 verdict = "met" if ratio <= 1.2 else "NOT met"
 print(f"p50 at {count:,} held <= 1.2x p50 at 0: {verdict} ({ratio:.2f}x: {held['p50_us']:.1f} against {idle['p50_us']:.1f} us)")
-print(f"release: the holder of {count:,} killed, STATS counted none live {released['seconds_to_zero']:.2f} s later; "
-      f"the daemon's release latency over its {released['releases']:,} releases: p99 <= {released['release_latency_p99_us']:,} us, "
-      f"max <= {released['release_latency_max_us']:,} us")
-# STATS gives p99 as the top of its power-of-two bucket and the maximum exactly.
-p99, longest = released["release_latency_p99_us"], released["release_latency_max_us"]
-if p99 <= 1_000_000 or longest <= 1_000_000:
-    verdict = f"met (p99 <= {min(p99, longest) / 1e6:.3f} s)"
-elif p99 // 2 >= 1_000_000:
-    verdict = f"NOT met (p99 above {p99 // 2 / 1e6:.3f} s)"
-else:
-    verdict = f"not decided (p99 between {p99 // 2 / 1e6:.3f} and {p99 / 1e6:.3f} s, max {longest / 1e6:.3f} s)"
-print(f"release latency p99 <= 1 s at {count:,} live (reference counting): {verdict}")
+# Release latency is from a buffer's last close to its uncharge. STATS bounds it
+# from above by the time since the sweep that last saw the buffer held (its p99
+# is the top of a power-of-two bucket, its max exact). For the held buffers the
+# kill comes before their last close, so the time from the kill until STATS
+# counts none live bounds every one of them from above too, and tighter.
+def bound(stats):
+    p99, longest = stats["release_latency_p99_us"], stats["release_latency_max_us"]
+    return f"p99 <= {p99 / 1e6:.3f} s, max {longest / 1e6:.3f} s over {stats['releases']:,} releases"
+print(f"release latency, STATS (from the last sweep that saw each buffer held): "
+      f"before the holder was killed {bound(before)}; after {bound(released)}")
+print(f"release of the {count:,} held: the holder killed, STATS counted none live {released['seconds_to_zero']:.2f} s later")
+churn = min(before["release_latency_p99_us"], before["release_latency_max_us"])
+verdict = "met" if churn <= 1_000_000 else "NOT met"
+print(f"release latency p99 <= 1 s, buffers closed while {count:,} were held (reference counting): {verdict} (<= {churn / 1e6:.3f} s, STATS)")
+verdict = "met" if released["seconds_to_zero"] <= 1.0 else "NOT met"
+print(f"release latency <= 1 s for all {count:,} held when their holder exits (reference counting): {verdict} ({released['seconds_to_zero']:.2f} s from the kill)")
 EOF
