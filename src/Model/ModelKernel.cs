@@ -22,7 +22,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     public const string TeeName = "tee0";
     public const string TeePrivName = "teepriv0";
 
-    private readonly ConcurrentDictionary<FileIdentity, ModelFile> files = new();
+    private readonly FileTable files = new();
     private readonly ReleaseWatcher releases = ReleaseWatcher.ForReopenableFiles();
     private readonly Dictionary<string, ModelHeap> heaps = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelHeap> useCaseHeaps = new(StringComparer.Ordinal);
@@ -57,6 +57,9 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     }
 
     public ModelOptions Options { get; }
+
+    /// <summary>Guards the state of every dma-buf of this model (references, name, observers): one lock, none per buffer.</summary>
+    internal Lock BufferGate { get; } = new();
 
     public KernelGeneration Generation { get; }
 
@@ -120,8 +123,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 return Errno.EBUSY;
             }
             var context = new TeeContextFile(this, device);
-            Errno errno = CreateFile($"model:{device.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, context,
-                onReleased: device.Privileged ? () => Interlocked.Exchange(ref device.OpenCount, 0) : null, out fd);
+            Errno errno = CreateFile($"model:{device.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, context, out fd);
             if (errno != Errno.None && device.Privileged)
             {
                 Interlocked.Exchange(ref device.OpenCount, 0);
@@ -130,7 +132,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         }
         if (path.StartsWith(DevicePaths.HeapDirectory + "/", StringComparison.Ordinal) && HeapAt(path[(DevicePaths.HeapDirectory.Length + 1)..]) is { Removed: false } heap)
         {
-            return CreateFile($"model:dma_heap:{heap.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, new HeapFile(this, heap), null, out fd);
+            return CreateFile($"model:dma_heap:{heap.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, new HeapFile(this, heap), out fd);
         }
         return Errno.ENOENT;
     }
@@ -357,14 +359,14 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         {
             return Errno.ENOMEM;
         }
-        return Export(heap, (long)length, fdFlags & Fcntl.O_ACCMODE, (fdFlags & Fcntl.O_CLOEXEC) != 0, heap.TeeDevice, onFreed: null, out fd);
+        return Export(heap, (long)length, fdFlags & Fcntl.O_ACCMODE, (fdFlags & Fcntl.O_CLOEXEC) != 0, heap.TeeDevice, rstmemId: 0, out fd);
     }
 
     /// <summary>v4 tee_rstmem_alloc after its checks: id from the device, pool, read-only close-on-exec dma-buf.</summary>
     internal Errno AllocateRstmem(ModelTeeDevice device, ModelHeap pool, long size, out int id, out int fd)
     {
         int reserved = device.Ids.Allocate();
-        Errno errno = Export(pool, size, Fcntl.O_RDONLY, closeOnExec: true, device, onFreed: () => device.Ids.Release(reserved), out fd);
+        Errno errno = Export(pool, size, Fcntl.O_RDONLY, closeOnExec: true, device, reserved, out fd);
         if (errno != Errno.None)
         {
             device.Ids.Release(reserved);
@@ -379,9 +381,9 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         rounded = (long)Page.Align((ulong)size);
         id = device.Ids.Allocate();
         registered?.AddReference();
-        var shm = new TeeShmFile(device.Ids, id, rounded, registered);
+        var shm = new TeeShmFile(this, device.Ids, id, rounded, registered);
         Errno errno = CreateFile($"model:tee_shm:{device.Name}:{id}", registered is null ? rounded : 0, Fcntl.O_RDWR, closeOnExec: false,
-            sealWrite: false, shm, null, out SafeFd handle);
+            sealWrite: false, shm, out SafeFd handle);
         if (errno != Errno.None)
         {
             registered?.DropReference();
@@ -406,7 +408,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     // ---- internals --------------------------------------------------------
 
-    private Errno Export(ModelHeap heap, long size, int accessMode, bool closeOnExec, ModelTeeDevice? device, Action? onFreed, out int fd)
+    /// <summary>A new dma-buf from <paramref name="heap"/>'s pool; <paramref name="rstmemId"/> (v4, else 0) goes back to <paramref name="device"/> when it is freed.</summary>
+    private Errno Export(ModelHeap heap, long size, int accessMode, bool closeOnExec, ModelTeeDevice? device, int rstmemId, out int fd)
     {
         fd = -1;
         FaultPlan? plan;
@@ -428,15 +431,10 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             return errno;
         }
         long bufferId = Interlocked.Increment(ref nextBufferId);
-        var buffer = new ModelDmaBuf(heap.Exporter, heap.ExpName, size, heap.Pool, offset, _ =>
-        {
-            Interlocked.Decrement(ref liveBuffers);
-            onFreed?.Invoke();
-        })
-        { TeeDevice = device };
+        var buffer = new ModelDmaBuf(this, heap, size, offset, device, rstmemId);
         bool restricted = heap.Exporter is ExporterKind.TeeHeap or ExporterKind.V4Rstmem;
         errno = CreateFile($"{heap.Name}:{bufferId.ToString(CultureInfo.InvariantCulture)}", size, accessMode, closeOnExec, sealWrite: restricted,
-            buffer, null, out SafeFd handle);
+            buffer, out SafeFd handle);
         if (errno != Errno.None)
         {
             heap.Pool.Free(offset, size);
@@ -453,7 +451,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// with the requested access mode, registered by identity and watched for
     /// its last close. The caller owns the returned descriptor.
     /// </summary>
-    private Errno CreateFile(string name, long size, int accessMode, bool closeOnExec, bool sealWrite, ModelFile file, Action? onReleased, out SafeFd fd)
+    private Errno CreateFile(string name, long size, int accessMode, bool closeOnExec, bool sealWrite, ModelFile file, out SafeFd fd)
     {
         fd = SafeFd.Invalid;
         Errno errno = Sys.TryMemfdCreate(name, Memfd.MFD_ALLOW_SEALING, out SafeFd memfd);
@@ -497,18 +495,13 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 return errno;
             }
             file.Identity = identity;
-            file.MemfdName = name;
             Drain(); // an inode number freed a moment ago must not meet its old entry
-            files[identity] = file;
-            errno = releases.Observe(handle, () =>
-            {
-                files.TryRemove(new KeyValuePair<FileIdentity, ModelFile>(identity, file));
-                file.Released();
-                onReleased?.Invoke();
-            });
+            files.Add(file);
+            // The file is its own sink (FileReleased): the watch costs no delegate.
+            errno = releases.Observe(handle, file, 0, out _);
             if (errno != Errno.None)
             {
-                files.TryRemove(new KeyValuePair<FileIdentity, ModelFile>(identity, file));
+                files.Remove(file);
                 handle.Dispose();
                 return errno;
             }
@@ -524,6 +517,23 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         }
     }
 
+    /// <summary>From the release watch (through the file, its own sink): the file's inode was evicted.</summary>
+    internal void FileReleased(ModelFile file)
+    {
+        files.Remove(file);
+        file.Released();
+    }
+
+    /// <summary>A dma-buf's memory went back to its pool: one live buffer fewer, and a v4 buffer's id is free again.</summary>
+    internal void BufferFreed(ModelDmaBuf buffer)
+    {
+        Interlocked.Decrement(ref liveBuffers);
+        if (buffer.RstmemId != 0)
+        {
+            buffer.TeeDevice!.Ids.Release(buffer.RstmemId);
+        }
+    }
+
     private Errno Lookup(SafeFd fd, out ModelFile? file)
     {
         ArgumentNullException.ThrowIfNull(fd);
@@ -534,7 +544,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         {
             return errno;
         }
-        file = files.GetValueOrDefault(identity);
+        file = files.Find(identity);
         return Errno.None;
     }
 

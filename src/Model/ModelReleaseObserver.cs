@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
+using Rstmem.Model.Files;
 
 namespace Rstmem.Model;
 
@@ -10,7 +11,9 @@ namespace Rstmem.Model;
 /// The model's <see cref="IReleaseObserver"/>: a buffer is released when the
 /// model frees its memory (its last descriptor anywhere closed and no TEE
 /// registration left), which the model learns from its own watch on the
-/// buffer's memfd. Nothing more is watched per buffer.
+/// buffer's memfd. Nothing more is watched per buffer, and nothing is
+/// allocated for it: the buffer keeps this observer, the sink and the token
+/// in fields of its own (<see cref="ModelDmaBuf.WhenFreed"/>).
 /// </summary>
 internal sealed class ModelReleaseObserver : IReleaseObserver
 {
@@ -54,7 +57,7 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
         {
             return Errno.EINVAL; // not a dma-buf of this model
         }
-        if (!dmaBuf.WhenFreed(() => Released(sink, token)))
+        if (!dmaBuf.WhenFreed(this, sink, token))
         {
             return Errno.EBADF; // already freed: the caller holds no reference
         }
@@ -66,8 +69,8 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
     public Errno Observe(SafeFd buffer, Action onRelease, out long handle) =>
         Observe(buffer, new ReleaseCallback(onRelease), 0, out handle);
 
-    // From the model's release handling, on whichever thread drained its watch.
-    private void Released(IReleaseSink sink, long token)
+    /// <summary>From the model's release handling, on whichever thread drained its watch.</summary>
+    internal void Released(IReleaseSink sink, long token)
     {
         released.Enqueue((sink, token, Stopwatch.GetTimestamp())); // the model knows the moment
         if (wakes)

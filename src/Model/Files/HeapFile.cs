@@ -9,7 +9,7 @@ namespace Rstmem.Model.Files;
 /// An open /dev/dma_heap/NAME: dma_heap_ioctl and dma_heap_ioctl_allocate of
 /// drivers/dma-buf/dma-heap.c, step by step (docs/kernel-semantics.md §1).
 /// </summary>
-internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
+internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile(kernel)
 {
     private const uint IOC_IN = Ioc._IOC_WRITE << Ioc._IOC_DIRSHIFT;
     private const uint IOC_OUT = Ioc._IOC_READ << Ioc._IOC_DIRSHIFT;
@@ -58,7 +58,7 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
         // DMA_HEAP_IOCTL_ALLOC on success only; if it faults, put_unused_fd +
         // dma_buf_put, and the buffer is gone. The model ties the old behaviour
         // to the v4 and v6 generations (docs/kernel-semantics.md).
-        bool copyBackOnFailure = kernel.Generation != KernelGeneration.Mainline;
+        bool copyBackOnFailure = Kernel.Generation != KernelGeneration.Mainline;
         if (errno != Errno.None && !copyBackOnFailure)
         {
             return errno;
@@ -98,7 +98,7 @@ internal sealed class HeapFile(ModelKernel kernel, ModelHeap heap) : ModelFile
         {
             return Errno.EINVAL;
         }
-        Errno errno = kernel.AllocateFromHeap(Heap, aligned, (int)request.fd_flags, out newFd);
+        Errno errno = Kernel.AllocateFromHeap(Heap, aligned, (int)request.fd_flags, out newFd);
         if (errno == Errno.None)
         {
             uint fd = (uint)newFd;

@@ -31,34 +31,56 @@ internal enum ExporterKind
 /// dma_buf_mmap_internal) over a sealed memfd. Its pool block is freed when
 /// the last reference goes: the file's, and one per TEE registration
 /// (tee_shm_register_fd holds a dma_buf_get reference).
+///
+/// One object per buffer and nothing else: the exporter, pool and
+/// exp_name come from its heap, the name (DMA_BUF_SET_NAME) is kept as its
+/// bytes inside it, and the first observer of its release is kept in three
+/// fields, so a buffer held by a client costs no delegate, lock or string.
+/// Its mutable state is guarded by the model's <see cref="ModelKernel.BufferGate"/>.
 /// </summary>
-internal sealed class ModelDmaBuf(ExporterKind kind, string expName, long size, MemoryPool pool, long offset, Action<ModelDmaBuf> onFreed) : ModelFile
+internal sealed class ModelDmaBuf(ModelKernel kernel, ModelHeap heap, long size, long offset, ModelTeeDevice? teeDevice, int rstmemId) : ModelFile(kernel)
 {
-    private readonly Lock gate = new();
-    private int references = 1;
-    private Action? whenFreed;
-    private string? name;
+    /// <summary>The name's bytes (at most DMA_BUF_NAME_LEN - 1 and a NUL), as dma_buf_set_name keeps them.</summary>
+    [InlineArray(DmaBuf.DMA_BUF_NAME_LEN)]
+    private struct NameBytes
+    {
+        private byte first;
+    }
 
-    public ExporterKind Kind { get; } = kind;
+    private readonly ModelHeap heap = heap;
+    private int references = 1;
+    /// <summary>The bytes of <see cref="name"/> in use; -1 before any DMA_BUF_SET_NAME.</summary>
+    private int nameLength = -1;
+    private NameBytes name;
+    // The first observer of the release, inline; any further ones (no broker makes them) in a list.
+    private ModelReleaseObserver? observer;
+    private IReleaseSink? sink;
+    private long token;
+    private List<(ModelReleaseObserver Observer, IReleaseSink Sink, long Token)>? moreObservers;
+
+    public ExporterKind Kind => heap.Exporter;
 
     /// <summary>fdinfo's exp_name: the heap name for system/CMA heaps, "tee" for TEE exporters.</summary>
-    public string ExpName { get; } = expName;
+    public string ExpName => heap.ExpName;
 
     public long Size { get; } = size;
 
-    public MemoryPool Pool { get; } = pool;
+    public MemoryPool Pool => heap.Pool;
 
     public long Offset { get; } = offset;
 
     /// <summary>The TEE device whose heap made it (null for system/CMA heaps).</summary>
-    public object? TeeDevice { get; init; }
+    public ModelTeeDevice? TeeDevice { get; } = teeDevice;
+
+    /// <summary>The v4 RSTMEM_ALLOC id it holds of <see cref="TeeDevice"/>'s id space until freed; 0 for none.</summary>
+    public int RstmemId { get; } = rstmemId;
 
     /// <summary>References held by TEE registrations (fdinfo's count includes them).</summary>
     public int KernelHolders
     {
         get
         {
-            lock (gate)
+            lock (Kernel.BufferGate)
             {
                 return references - 1;
             }
@@ -67,7 +89,7 @@ internal sealed class ModelDmaBuf(ExporterKind kind, string expName, long size, 
 
     public void AddReference()
     {
-        lock (gate)
+        lock (Kernel.BufferGate)
         {
             if (references == 0)
             {
@@ -77,10 +99,14 @@ internal sealed class ModelDmaBuf(ExporterKind kind, string expName, long size, 
         }
     }
 
-    /// <summary>Drops one reference; the last one returns the memory to the pool.</summary>
+    /// <summary>Drops one reference; the last one returns the memory to the pool and tells the observers.</summary>
     public void DropReference()
     {
-        lock (gate)
+        ModelReleaseObserver? first;
+        IReleaseSink? firstSink;
+        long firstToken;
+        List<(ModelReleaseObserver Observer, IReleaseSink Sink, long Token)>? more;
+        lock (Kernel.BufferGate)
         {
             if (--references > 0)
             {
@@ -88,26 +114,43 @@ internal sealed class ModelDmaBuf(ExporterKind kind, string expName, long size, 
             }
         }
         Pool.Free(Offset, Size);
-        onFreed(this);
-        Action? observers;
-        lock (gate)
+        Kernel.BufferFreed(this);
+        lock (Kernel.BufferGate)
         {
-            observers = whenFreed;
-            whenFreed = null;
+            (first, firstSink, firstToken, more) = (observer, sink, token, moreObservers);
+            (observer, sink, token, moreObservers) = (null, null, 0, null);
         }
-        observers?.Invoke();
+        first?.Released(firstSink!, firstToken);
+        if (more is not null)
+        {
+            foreach ((ModelReleaseObserver Observer, IReleaseSink Sink, long Token) watch in more)
+            {
+                watch.Observer.Released(watch.Sink, watch.Token);
+            }
+        }
     }
 
-    /// <summary>Runs <paramref name="callback"/> once the buffer's memory is freed (its last reference gone); false if it already is.</summary>
-    public bool WhenFreed(Action callback)
+    /// <summary>
+    /// Tells <paramref name="releases"/> (for <paramref name="releaseSink"/>
+    /// and <paramref name="releaseToken"/>) once the buffer's memory is freed,
+    /// its last reference gone; false if it already is.
+    /// </summary>
+    public bool WhenFreed(ModelReleaseObserver releases, IReleaseSink releaseSink, long releaseToken)
     {
-        lock (gate)
+        lock (Kernel.BufferGate)
         {
             if (references == 0)
             {
                 return false;
             }
-            whenFreed += callback;
+            if (observer is null)
+            {
+                (observer, sink, token) = (releases, releaseSink, releaseToken);
+            }
+            else
+            {
+                (moreObservers ??= []).Add((releases, releaseSink, releaseToken));
+            }
             return true;
         }
     }
@@ -163,21 +206,22 @@ internal sealed class ModelDmaBuf(ExporterKind kind, string expName, long size, 
             // No NUL within the first 32 bytes: too long (EINVAL); past the end of readable memory: EFAULT.
             return argument.Length >= DmaBuf.DMA_BUF_NAME_LEN ? Errno.EINVAL : Errno.EFAULT;
         }
-        string value = Encoding.UTF8.GetString(argument[..nul]);
-        lock (gate)
+        lock (Kernel.BufferGate)
         {
-            name = value;
+            argument[..nul].CopyTo(name);
+            nameLength = nul;
         }
         return Errno.None;
     }
 
+    /// <summary>The name set by DMA_BUF_SET_NAME (decoded as UTF-8), or null.</summary>
     public string? Name
     {
         get
         {
-            lock (gate)
+            lock (Kernel.BufferGate)
             {
-                return name;
+                return nameLength < 0 ? null : Encoding.UTF8.GetString(((ReadOnlySpan<byte>)name)[..nameLength]);
             }
         }
     }

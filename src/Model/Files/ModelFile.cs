@@ -12,12 +12,18 @@ namespace Rstmem.Model.Files;
 /// file_operations lack the hook: no llseek (ESPIPE), no mmap (ENODEV), no
 /// ioctl (ENOTTY).
 /// </summary>
-internal abstract class ModelFile
+internal abstract class ModelFile(ModelKernel kernel) : IReleaseSink
 {
+    /// <summary>The model the file belongs to; it hears the file's release (the file is its own release sink, so a watch costs no delegate).</summary>
+    protected ModelKernel Kernel { get; } = kernel;
+
     public FileIdentity Identity { get; set; }
 
-    /// <summary>What /proc/self/fd/N links to names the buffer; used to count references.</summary>
-    public string MemfdName { get; set; } = "";
+    /// <summary>The next file in the same bucket of the model's <see cref="FileTable"/>.</summary>
+    internal ModelFile? NextInTable;
+
+    /// <summary>From the model's release watch: the file's inode was evicted.</summary>
+    void IReleaseSink.Released(long token, long notBefore) => Kernel.FileReleased(this);
 
     public virtual Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
     {

@@ -11,16 +11,25 @@ namespace Rstmem.Model.Files;
 /// dispatching on the exact request value (unknown: EINVAL), with OP-TEE's
 /// identity (docs/kernel-semantics.md §4, §8).
 /// </summary>
-internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) : ModelFile
+internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) : ModelFile(kernel)
 {
     private static readonly int RstmemIdOffset = tee_ioctl_rstmem_alloc_data.IdOffset;
 
     public ModelTeeDevice Device { get; } = device;
 
+    /// <summary>The supplicant device may be opened again once its one descriptor is gone (optee_release).</summary>
+    public override void Released()
+    {
+        if (Device.Privileged)
+        {
+            Interlocked.Exchange(ref Device.OpenCount, 0);
+        }
+    }
+
     public override Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
     {
         result = -1;
-        KernelGeneration generation = kernel.Generation;
+        KernelGeneration generation = Kernel.Generation;
         if (request == Tee.TEE_IOC_VERSION)
         {
             return Version(argument, out result);
@@ -57,7 +66,7 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
         // optee_ffa_get_version reports GP | REG_MEM | MEMREF_NULL; the model registers no
         // user memory, so REG_MEM is left out. v4 adds RSTMEM when the driver has pools.
         uint genCaps = Tee.TEE_GEN_CAP_GP | Tee.TEE_GEN_CAP_MEMREF_NULL;
-        if (kernel.Generation == KernelGeneration.V4 && kernel.HasRstmemPools)
+        if (Kernel.Generation == KernelGeneration.V4 && Kernel.HasRstmemPools)
         {
             genCaps |= Tee.TEE_GEN_CAP_RSTMEM;
         }
@@ -81,11 +90,11 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
         }
         var data = MemoryMarshal.Read<tee_ioctl_shm_alloc_data>(argument);
         // Size 0 is refused here as EINVAL; not verified on a kernel with a shm pool.
-        if (data.flags != 0 || !Device.Bound || !kernel.Options.TeeShmPool || data.size == 0 || data.size > int.MaxValue)
+        if (data.flags != 0 || !Device.Bound || !Kernel.Options.TeeShmPool || data.size == 0 || data.size > int.MaxValue)
         {
             return Errno.EINVAL;
         }
-        Errno errno = kernel.CreateTeeShm(Device, (long)data.size, null, out int id, out long rounded, out result);
+        Errno errno = Kernel.CreateTeeShm(Device, (long)data.size, null, out int id, out long rounded, out result);
         if (errno == Errno.None)
         {
             data.id = id;
@@ -140,13 +149,13 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
         {
             return Errno.EINVAL;
         }
-        ModelDmaBuf? buffer = kernel.FindDmaBuf(unchecked((int)fd));
+        ModelDmaBuf? buffer = Kernel.FindDmaBuf(unchecked((int)fd));
         // Only dma-bufs this TEE device exported (tee_heap_update_from_dma_buf: other ops or another teedev → EINVAL).
         if (buffer is null || buffer.Kind is not (ExporterKind.TeeHeap or ExporterKind.V4Rstmem) || !ReferenceEquals(buffer.TeeDevice, Device))
         {
             return Errno.EINVAL;
         }
-        return kernel.CreateTeeShm(Device, buffer.Size, buffer, out id, out size, out result) == Errno.None
+        return Kernel.CreateTeeShm(Device, buffer.Size, buffer, out id, out size, out result) == Errno.None
             ? Errno.None
             : Errno.EINVAL;
     }
@@ -164,7 +173,7 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
         {
             return Errno.EINVAL;
         }
-        if (!Device.Bound || Device.Privileged || !kernel.HasRstmemPools)
+        if (!Device.Bound || Device.Privileged || !Kernel.HasRstmemPools)
         {
             return Errno.EINVAL; // device going away, or a driver without rstmem ops or pools
         }
@@ -174,7 +183,7 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
         {
             return Errno.EINVAL;
         }
-        ModelHeap? pool = UseCase.ById(data.use_case) is { } known ? kernel.UseCaseHeap(known) : null;
+        ModelHeap? pool = UseCase.ById(data.use_case) is { } known ? Kernel.UseCaseHeap(known) : null;
         if (pool is null)
         {
             return Errno.EINVAL;
@@ -184,7 +193,7 @@ internal sealed class TeeContextFile(ModelKernel kernel, ModelTeeDevice device) 
         {
             return Errno.ENOMEM; // gen_pool_alloc of nothing, or of more than can exist
         }
-        Errno errno = kernel.AllocateRstmem(Device, pool, (long)rounded, out int id, out result);
+        Errno errno = Kernel.AllocateRstmem(Device, pool, (long)rounded, out int id, out result);
         if (errno == Errno.None)
         {
             MemoryMarshal.Write(argument[RstmemIdOffset..], in id); // put_user(id): only id is written back

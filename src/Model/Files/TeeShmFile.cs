@@ -9,7 +9,7 @@ namespace Rstmem.Model.Files;
 /// holds a reference on the dma-buf and refuses mmap (tee_shm_fop_mmap:
 /// TEE_SHM_DMA_BUF → EINVAL). Its id returns to the device at the last close.
 /// </summary>
-internal sealed class TeeShmFile(IdAllocator ids, int id, long size, ModelDmaBuf? registered) : ModelFile
+internal sealed class TeeShmFile(ModelKernel kernel, IdAllocator ids, int id, long size, ModelDmaBuf? registered) : ModelFile(kernel)
 {
     public int Id { get; } = id;
 

@@ -42,16 +42,22 @@ public sealed class UserUsage
 /// before the kernel allocates it (<see cref="TryCharge"/>) and uncharged only
 /// at its release. Used from the broker's one thread only.
 ///
-/// A live buffer costs a slot in one array of structs (the heap as an index
-/// into the interned heaps, no string or object of its own) and one entry of
-/// the id index; the observer hears about all of them through this one
-/// <see cref="IReleaseSink"/>, by slot number, so there is no delegate per buffer.
+/// A live buffer costs one 48-byte slot and a bucket of the id index, and
+/// nothing on the managed heap of its own: the slots live in fixed chunks of
+/// <see cref="ChunkSlots"/> (each below the large object heap's threshold,
+/// never moved or copied when the ledger grows, and kept for reuse), a free
+/// slot is found through a free list threaded through the free slots, and the
+/// id index is a hash table whose chains run through the slots. The heap is an
+/// index into the interned heaps, not a string. The observer hears about all
+/// buffers through this one <see cref="IReleaseSink"/>, by slot number, so
+/// there is no delegate per buffer.
 /// </summary>
 public sealed class BufferLedger : IReleaseSink, IDisposable
 {
     /// <summary>One buffer handed out. A slot is reused once its buffer is released and no connection can FREE it.</summary>
     private struct Slot
     {
+        /// <summary>0 while the slot is free.</summary>
         public ulong Id;
         public long Size;
         /// <summary>The connection that may FREE it; 0 once that connection closed or freed it.</summary>
@@ -59,19 +65,34 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         /// <summary>The observer's name for the buffer (<see cref="IReleaseObserver.Recheck"/>).</summary>
         public long Handle;
         public uint Uid;
+        /// <summary>In use: the next slot in the id index's chain; free: the next free slot. -1 ends either.</summary>
+        public int Next;
         public ushort Heap;
         public bool Released;
     }
+
+    /// <summary>Slots per chunk: 1,024 slots of 48 bytes, 48 KiB, below the large object threshold (85,000 bytes).</summary>
+    internal const int ChunkSlots = 1 << ChunkShift;
+    private const int ChunkShift = 10;
+    private const int NoSlot = -1;
+
+    /// <summary>The size of one chunk's array data.</summary>
+    internal static int ChunkBytes => ChunkSlots * System.Runtime.CompilerServices.Unsafe.SizeOf<Slot>();
 
     /// <summary>Release latencies are counted in power-of-two microsecond buckets: bucket b holds [2^(b-1), 2^b) µs.</summary>
     private const int LatencyBuckets = 40;
 
     private readonly IReleaseObserver releases;
     private readonly Func<long> milliseconds;
-    private Slot[] slots = new Slot[64];
+    /// <summary>The chunks of slots; slot n is chunks[n / ChunkSlots][n % ChunkSlots]. Only this directory is ever copied.</summary>
+    private Slot[][] chunks = [];
+    /// <summary>Slots ever handed out: the high-water mark, every slot below it in a chunk.</summary>
     private int slotsUsed;
-    private readonly Stack<int> freeSlots = new();
-    private readonly Dictionary<ulong, int> byId = [];
+    /// <summary>The first free slot below <see cref="slotsUsed"/>, or <see cref="NoSlot"/>; the rest follow through <see cref="Slot.Next"/>.</summary>
+    private int freeHead = NoSlot;
+    /// <summary>The id index: the first slot of each chain (a power of two of them, at least as many as the slots in use).</summary>
+    private int[] byId = NewBuckets(ChunkSlots);
+    private int slotsInUse;
     private readonly Dictionary<uint, UserUsage> users = [];
     private readonly Dictionary<string, ushort> heapIndex = new(StringComparer.Ordinal);
     private readonly List<(string Name, HeapUsage Usage)> heaps = [];
@@ -273,9 +294,10 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         recheck.Clear();
         for (int i = 0; i < slotsUsed; i++)
         {
-            if (slots[i].Id != 0 && !slots[i].Released && slots[i].Uid == uid)
+            ref Slot slot = ref At(i);
+            if (slot.Id != 0 && !slot.Released && slot.Uid == uid)
             {
-                recheck.Add(slots[i].Handle);
+                recheck.Add(slot.Handle);
             }
         }
         return recheck.Count > 0 && releases.Recheck(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(recheck)) > 0;
@@ -299,19 +321,19 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     /// </summary>
     public Errno TryRecord(SafeFd buffer, uint uid, int pid, string heap, long charged, long size, long connection, out ulong id)
     {
-        int slot = freeSlots.Count > 0 ? freeSlots.Pop() : NewSlot();
+        int slot = TakeSlot();
         Errno errno = releases.Observe(buffer, this, slot, out long handle);
         if (errno != Errno.None)
         {
-            freeSlots.Push(slot);
+            FreeSlot(slot);
             Refund(uid, heap, charged);
             id = 0;
             return errno;
         }
         id = ++nextId;
         ushort heapNumber = HeapIndex(heap);
-        slots[slot] = new Slot { Id = id, Size = size, Connection = connection, Handle = handle, Uid = uid, Heap = heapNumber };
-        byId[id] = slot;
+        At(slot) = new Slot { Id = id, Size = size, Connection = connection, Handle = handle, Uid = uid, Heap = heapNumber };
+        Index(slot);
         Allocations++;
         LiveBuffers++;
         LiveBytes += (ulong)size;
@@ -325,13 +347,105 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         return Errno.None;
     }
 
-    private int NewSlot()
+    /// <summary>Slots in use (live, or released and still FREE-able by their connection).</summary>
+    internal int SlotsInUse => slotsInUse;
+
+    /// <summary>Chunks of slots made so far: they stay, and are reused, once their buffers are gone.</summary>
+    internal int Chunks => (slotsUsed + ChunkSlots - 1) / ChunkSlots;
+
+    private ref Slot At(int slot) => ref chunks[slot >> ChunkShift][slot & (ChunkSlots - 1)];
+
+    /// <summary>A free slot: the last one freed, else the next of the current chunk, else the first of a new chunk.</summary>
+    private int TakeSlot()
     {
-        if (slotsUsed == slots.Length)
+        int slot = freeHead;
+        if (slot != NoSlot)
         {
-            Array.Resize(ref slots, slots.Length * 2);
+            freeHead = At(slot).Next;
         }
-        return slotsUsed++;
+        else
+        {
+            slot = slotsUsed++;
+            int chunk = slot >> ChunkShift;
+            if (chunk == chunks.Length)
+            {
+                Array.Resize(ref chunks, Math.Max(4, chunks.Length * 2));
+            }
+            chunks[chunk] ??= new Slot[ChunkSlots];
+        }
+        At(slot) = default;
+        slotsInUse++;
+        return slot;
+    }
+
+    private void FreeSlot(int slot)
+    {
+        At(slot) = new Slot { Next = freeHead };
+        freeHead = slot;
+        slotsInUse--;
+    }
+
+    private static int[] NewBuckets(int count)
+    {
+        int[] buckets = new int[count];
+        Array.Fill(buckets, NoSlot);
+        return buckets;
+    }
+
+    private int Bucket(ulong id) => (int)((id * 0x9E3779B97F4A7C15UL) >> (64 - System.Numerics.BitOperations.Log2((uint)byId.Length)));
+
+    /// <summary>Puts a slot in use into the id index; the index doubles when the slots in use outnumber its buckets.</summary>
+    private void Index(int slot)
+    {
+        if (slotsInUse > byId.Length)
+        {
+            int[] old = byId;
+            byId = NewBuckets(old.Length * 2);
+            foreach (int head in old)
+            {
+                for (int moving = head; moving != NoSlot;)
+                {
+                    ref Slot record = ref At(moving);
+                    int next = record.Next;
+                    ref int bucket = ref byId[Bucket(record.Id)];
+                    record.Next = bucket;
+                    bucket = moving;
+                    moving = next;
+                }
+            }
+        }
+        ref int first = ref byId[Bucket(At(slot).Id)];
+        At(slot).Next = first;
+        first = slot;
+    }
+
+    /// <summary>The slot of buffer <paramref name="id"/>, or <see cref="NoSlot"/>.</summary>
+    private int Find(ulong id)
+    {
+        if (id == 0)
+        {
+            return NoSlot;
+        }
+        for (int slot = byId[Bucket(id)]; slot != NoSlot; slot = At(slot).Next)
+        {
+            if (At(slot).Id == id)
+            {
+                return slot;
+            }
+        }
+        return NoSlot;
+    }
+
+    /// <summary>Takes a slot out of the id index.</summary>
+    private void Unindex(int slot)
+    {
+        ulong id = At(slot).Id;
+        ref int link = ref byId[Bucket(id)];
+        while (link != slot)
+        {
+            link = ref At(link).Next;
+        }
+        link = At(slot).Next;
     }
 
     /// <summary>FREE: ends the connection's claim. ENOENT for an id it does not hold.</summary>
@@ -339,12 +453,13 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     {
         HandleReleases();
         released = false;
-        if (!byId.TryGetValue(id, out int slot) || slots[slot].Connection != connection)
+        int slot = Find(id);
+        if (slot == NoSlot || At(slot).Connection != connection)
         {
             return Errno.ENOENT;
         }
-        released = slots[slot].Released;
-        slots[slot].Connection = 0;
+        released = At(slot).Released;
+        At(slot).Connection = 0;
         if (released)
         {
             Forget(slot);
@@ -357,10 +472,11 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     {
         for (int slot = 0; slot < slotsUsed; slot++)
         {
-            if (slots[slot].Id != 0 && slots[slot].Connection == connection)
+            ref Slot record = ref At(slot);
+            if (record.Id != 0 && record.Connection == connection)
             {
-                slots[slot].Connection = 0;
-                if (slots[slot].Released)
+                record.Connection = 0;
+                if (record.Released)
                 {
                     Forget(slot);
                 }
@@ -370,16 +486,15 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
 
     private void Forget(int slot)
     {
-        byId.Remove(slots[slot].Id);
-        slots[slot] = default;
-        freeSlots.Push(slot);
+        Unindex(slot);
+        FreeSlot(slot);
     }
 
     /// <summary>From the observer (on this thread): the buffer in <paramref name="token"/>'s slot is released.</summary>
     void IReleaseSink.Released(long token, long notBefore)
     {
         int slot = checked((int)token);
-        ref Slot record = ref slots[slot];
+        ref Slot record = ref At(slot);
         record.Released = true;
         Released++;
         LiveBuffers--;

@@ -29,8 +29,32 @@ public sealed class LedgerTests
         /// <summary>How long before its release each buffer was last seen held (the latency the ledger is told of).</summary>
         public TimeSpan Unnoticed { get; set; }
 
-        public Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle) =>
-            Observe(buffer, () => sink.Released(token, System.Diagnostics.Stopwatch.GetTimestamp() - (long)(Unnoticed.TotalSeconds * System.Diagnostics.Stopwatch.Frequency)), out handle);
+        /// <summary>The ledger's token (its slot number) of each buffer observed, in order.</summary>
+        public List<long> Tokens { get; } = [];
+
+        /// <summary>When set, the next observe fails with it (the kernel refused a watch).</summary>
+        public Errno FailNext { get; set; }
+
+        public Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle)
+        {
+            Tokens.Add(token);
+            if (FailNext != Errno.None)
+            {
+                (Errno failure, FailNext) = (FailNext, Errno.None);
+                handle = -1;
+                return failure;
+            }
+            return Observe(buffer, () => sink.Released(token, System.Diagnostics.Stopwatch.GetTimestamp() - (long)(Unnoticed.TotalSeconds * System.Diagnostics.Stopwatch.Frequency)), out handle);
+        }
+
+        /// <summary>Every buffer observed and not yet released is released now, silently; the next <see cref="Sweep"/> reports them.</summary>
+        public void CloseAllSilently()
+        {
+            foreach (long handle in observed.Keys)
+            {
+                closed.Add(handle);
+            }
+        }
 
         public Errno Observe(SafeFd buffer, Action onRelease, out long handle)
         {
@@ -199,5 +223,109 @@ public sealed class LedgerTests
         Assert.True(max >= 5000, $"latency {max} µs: the observer last saw it held 5 ms before");
         // One sample: the 99th percentile is the top of its power-of-two bucket.
         Assert.Equal(System.Numerics.BitOperations.RoundUpToPowerOf2(max + 1), p99);
+    }
+
+    [Fact]
+    public void Slots_come_in_fixed_chunks_below_the_large_object_threshold_and_freed_slots_are_reused_before_new_ones()
+    {
+        Assert.True(BufferLedger.ChunkBytes < 85_000, $"a chunk is {BufferLedger.ChunkBytes} bytes: on the large object heap");
+        var observer = new ScriptedObserver(pollInterval: 200);
+        int buffers = 2 * BufferLedger.ChunkSlots + 100;
+        using var ledger = new BufferLedger(observer, new BrokerLimits(buffers + 1, 1L << 40, 4));
+        for (int i = 0; i < buffers; i++)
+        {
+            Record(ledger, 4096);
+        }
+        Assert.Equal(3, ledger.Chunks);
+        Assert.Equal(buffers, ledger.SlotsInUse);
+        Assert.Equal(Enumerable.Range(0, buffers).Select(i => (long)i), observer.Tokens); // new slots in order
+
+        // Released, but their connection may still FREE them: the slots stay taken.
+        observer.CloseAllSilently();
+        while (ledger.Sweep() > 0)
+        {
+        }
+        Assert.Equal(0UL, ledger.LiveBuffers);
+        Assert.Equal(buffers, ledger.SlotsInUse);
+        ledger.ConnectionClosed(1);
+        Assert.Equal(0, ledger.SlotsInUse);
+
+        // The same number again: every slot is a reused one, no chunk is added.
+        observer.Tokens.Clear();
+        for (int i = 0; i < buffers; i++)
+        {
+            Record(ledger, 4096);
+        }
+        Assert.Equal(3, ledger.Chunks);
+        Assert.Equal(buffers, observer.Tokens.Distinct().Count());
+        Assert.All(observer.Tokens, token => Assert.InRange(token, 0, buffers - 1));
+        Record(ledger, 4096);
+        Assert.Equal(buffers, observer.Tokens[^1]); // the free list is empty: the next slot of the last chunk
+    }
+
+    [Fact]
+    public void The_free_list_hands_out_the_last_freed_slot_first_and_a_failed_observe_gives_its_slot_back()
+    {
+        var observer = new ScriptedObserver(pollInterval: 200);
+        using var ledger = new BufferLedger(observer, new BrokerLimits(100, 1L << 40, 4));
+        ulong[] ids = [.. Enumerable.Range(0, 5).Select(_ => Record(ledger, 4096))];
+        Assert.Equal([0L, 1, 2, 3, 4], observer.Tokens);
+
+        // Slots 1 and 3 are released and FREEd, in that order.
+        observer.CloseSilently(2);
+        observer.CloseSilently(4);
+        Assert.Equal(2, ledger.Sweep());
+        Assert.Equal(Errno.None, ledger.Free(1, ids[1], out bool released));
+        Assert.True(released);
+        Assert.Equal(Errno.None, ledger.Free(1, ids[3], out released));
+        Assert.True(released);
+        Assert.Equal(3, ledger.SlotsInUse);
+
+        observer.Tokens.Clear();
+        Record(ledger, 4096);
+        observer.FailNext = Errno.ENOSPC;
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
+        Assert.Equal(Errno.ENOSPC, ledger.TryRecord(SafeFd.Invalid, Uid, 42, "heap", 4096, 4096, 1, out _));
+        Assert.Equal(4, ledger.SlotsInUse);
+        Record(ledger, 4096);
+        Record(ledger, 4096);
+        Assert.Equal([3L, 1, 1, 5], observer.Tokens);
+        Assert.Equal(6, ledger.SlotsInUse);
+        Assert.Equal(6, ledger.User(Uid).Buffers); // the failed one was refunded
+    }
+
+    [Fact]
+    public void Buffers_are_found_by_id_across_the_growth_of_the_id_index()
+    {
+        var observer = new ScriptedObserver(pollInterval: 200);
+        const int Buffers = 5_000;
+        using var ledger = new BufferLedger(observer, new BrokerLimits(Buffers, 1L << 40, 4));
+        ulong[] ids = new ulong[Buffers];
+        for (int i = 0; i < Buffers; i++)
+        {
+            ids[i] = Record(ledger, 4096, connection: 1 + (i % 2));
+        }
+        Assert.Equal(Buffers, ids.Distinct().Count());
+        Assert.Equal(ids.Order(), ids); // ids still rise by one per buffer
+
+        // Another connection's id, or an id never given, is ENOENT; the holder's FREE works once.
+        for (int i = 0; i < Buffers; i++)
+        {
+            long holder = 1 + (i % 2);
+            Assert.Equal(Errno.ENOENT, ledger.Free(3 - holder, ids[i], out _));
+            Assert.Equal(Errno.None, ledger.Free(holder, ids[i], out bool released));
+            Assert.False(released);
+            Assert.Equal(Errno.ENOENT, ledger.Free(holder, ids[i], out _));
+        }
+        Assert.Equal(Errno.ENOENT, ledger.Free(1, 0, out _));
+        Assert.Equal(Errno.ENOENT, ledger.Free(1, ids[^1] + 1, out _));
+
+        // FREE ended the claims, so each release forgets its slot at once.
+        observer.CloseAllSilently();
+        while (ledger.Sweep() > 0)
+        {
+        }
+        Assert.Equal(0, ledger.SlotsInUse);
+        Assert.Equal((ulong)Buffers, ledger.Released);
     }
 }

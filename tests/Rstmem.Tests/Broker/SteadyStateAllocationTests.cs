@@ -10,8 +10,8 @@ namespace Rstmem.Tests.Broker;
 /// <summary>
 /// The request path allocates no managed memory of its own in steady state:
 /// what the broker's thread allocates per ALLOC is what the kernel model
-/// allocates for the buffer itself (measured alone, on this thread) plus
-/// the model's release hook, nothing per request (no reply array, no strings).
+/// allocates for the buffer itself (measured alone, on this thread) plus a
+/// little for observing its release, nothing per request (no reply array, no strings).
 /// Alone: a test beside it that looks at /proc/self/fd (statx, readlink,
 /// inotify_add_watch of a descriptor's path) holds a buffer's file for a
 /// moment, so its release would land after the close that should free it.
@@ -23,8 +23,11 @@ public sealed class SteadyStateAllocationTests
     private const long Size = 4096;
 
     /// <summary>
-    /// The model's release observer keeps one callback per buffer (ModelDmaBuf.WhenFreed):
-    /// a closure and its delegate, about 100 bytes. A reply buffer per request alone was 8 KiB.
+    /// Observing a buffer's release keeps nothing per buffer on the managed heap
+    /// (the model's dma-buf holds the observer, sink and token in fields of its
+    /// own; the ledger's slot is in a chunk made once); what is left is the
+    /// short-lived garbage of finding the buffer by its descriptor and the
+    /// release's queue entry. A reply buffer per request alone was 8 KiB.
     /// </summary>
     private const long AllowancePerBuffer = 256;
 
