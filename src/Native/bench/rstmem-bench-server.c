@@ -86,11 +86,15 @@ static int send_packet(int sock, const void *buf, size_t len, int fd)
 	return (size_t)n == len ? 0 : -1;
 }
 
-static void put_header(char *buf, const struct rstmem_header *req, uint32_t payload_length)
+/*
+ * A reply carries the version of its request's header: the one negotiated by
+ * HELLO (the client sends nothing else before it), as rstmemd answers.
+ */
+static void put_header(char *buf, const struct rstmem_header *req, uint16_t version, uint32_t payload_length)
 {
 	struct rstmem_header h = {
 		.magic = RSTMEM_PROTOCOL_MAGIC,
-		.version = RSTMEM_PROTOCOL_VERSION,
+		.version = version,
 		.opcode = req->opcode | RSTMEM_REPLY,
 		.request_id = req->request_id,
 		.payload_length = payload_length,
@@ -111,7 +115,7 @@ static int send_error(int sock, const struct rstmem_header *req, int error, cons
 	off += sizeof(status);
 	memcpy(buf + off, text, len);
 	off += len;
-	put_header(buf, req, off - sizeof(struct rstmem_header));
+	put_header(buf, req, req->version, off - sizeof(struct rstmem_header));
 	return send_packet(sock, buf, off, -1);
 }
 
@@ -119,14 +123,16 @@ static int handle_hello(int sock, const struct rstmem_header *req, const char *p
 {
 	struct rstmem_hello_request hello;
 	memcpy(&hello, payload, sizeof(hello));
-	if (hello.min_version > RSTMEM_PROTOCOL_VERSION || hello.max_version < RSTMEM_PROTOCOL_VERSION)
-		return send_error(sock, req, EPROTONOSUPPORT, "only protocol version 1 is supported");
+	/* As rstmemd (docs/protocol.md, HELLO): the highest version both speak. */
+	uint16_t chosen = hello.max_version < RSTMEM_PROTOCOL_VERSION ? hello.max_version : RSTMEM_PROTOCOL_VERSION;
+	if (hello.min_version > hello.max_version || chosen < hello.min_version || chosen < RSTMEM_PROTOCOL_MIN_VERSION)
+		return send_error(sock, req, EPROTONOSUPPORT, "no common protocol version");
 
 	char buf[sizeof(struct rstmem_header) + sizeof(struct rstmem_status) +
 		 sizeof(struct rstmem_hello_reply)];
 	struct rstmem_status status = { 0, 0 };
 	struct rstmem_hello_reply reply = {
-		.version = RSTMEM_PROTOCOL_VERSION,
+		.version = chosen,
 		.backend = RSTMEM_BACKEND_MODEL,
 		.generation = RSTMEM_GENERATION_NONE,
 		.page_size = page_size,
@@ -137,7 +143,7 @@ static int handle_hello(int sock, const struct rstmem_header *req, const char *p
 	off += sizeof(status);
 	memcpy(buf + off, &reply, sizeof(reply));
 	off += sizeof(reply);
-	put_header(buf, req, off - sizeof(struct rstmem_header));
+	put_header(buf, req, chosen, off - sizeof(struct rstmem_header));
 	return send_packet(sock, buf, off, -1);
 }
 
@@ -176,7 +182,7 @@ static int handle_alloc(int sock, const struct rstmem_header *req, const char *p
 	off += sizeof(status);
 	memcpy(buf + off, &reply, sizeof(reply));
 	off += sizeof(reply);
-	put_header(buf, req, off - sizeof(struct rstmem_header));
+	put_header(buf, req, req->version, off - sizeof(struct rstmem_header));
 	int ret = send_packet(sock, buf, off, fd);
 	close(fd);
 	return ret;

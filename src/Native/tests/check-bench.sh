@@ -1,0 +1,51 @@
+#!/bin/sh
+# check-bench.sh SERVER CLIENT [EMULATOR...]
+#
+# The benchmark's two C programs still speak the protocol of the header they
+# are built from: rstmem-bench-client (under EMULATOR, if any) drives the C
+# baseline rstmem-bench-server (under EMULATOR too) on a private socket for half a second with two
+# clients and must exit 0 with a JSON line that counts round trips. When
+# RSTMEMD_SOCKET is set (with-daemon.sh), it then does the same against that
+# rstmemd. `./build.sh bench broker` compares the two; a baseline that
+# refuses the client's HELLO (it did once, after version 2) ends the
+# benchmark before it measures anything.
+set -u
+server=$1
+client=$2
+shift 2
+die() { printf 'check-bench.sh: %s\n' "$*" >&2; exit 1; }
+dir=$(mktemp -d "${TMPDIR:-/tmp}/rstmem-bench.XXXXXX") || die "mktemp failed"
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# Runs the client against SOCKET; checks its status and its JSON line.
+drive() {
+  "$@" "$client" --socket "$socket" --clients 2 --size 4096 --seconds 0.5 >"$dir/out" 2>"$dir/err"
+  status=$?
+  [ "$status" -eq 0 ] || die "rstmem-bench-client against $what exited $status: $(cat "$dir/err")"
+  grep -q '"round_trips": *[1-9]' "$dir/out" || die "rstmem-bench-client against $what counted no round trip: $(cat "$dir/out")"
+  echo "ok: rstmem-bench-client against $what: $(cat "$dir/out")"
+}
+
+socket=$dir/baseline.sock
+"$@" "$server" "$socket" 2>"$dir/server.err" &
+pid=$!
+tries=0
+while [ ! -S "$socket" ]; do
+  kill -0 "$pid" 2>/dev/null || die "rstmem-bench-server exited before listening: $(cat "$dir/server.err")"
+  tries=$((tries + 1))
+  [ "$tries" -le 1200 ] || die "rstmem-bench-server did not listen on $socket within 120 s"
+  sleep 0.1
+done
+what="the C baseline"
+drive "$@"
+if [ -n "${RSTMEMD_SOCKET:-}" ]; then
+  socket=$RSTMEMD_SOCKET
+  what="rstmemd"
+  drive "$@"
+fi
