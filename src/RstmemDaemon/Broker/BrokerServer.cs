@@ -25,7 +25,10 @@ namespace Rstmem.Daemon.Broker;
 /// The kernel's allocations run on one worker thread per heap
 /// (<see cref="AllocationWorkers"/>), so a slow heap delays only its own
 /// requests; a connection with an ALLOC in flight is not read until its reply
-/// is made, so each connection's replies keep their order.
+/// is made, so each connection's replies keep their order. A heap whose
+/// allocations have stayed within a millisecond runs them on the loop's
+/// thread instead, saving the two hand-offs, until one takes longer
+/// (<see cref="InlinePlacement"/>).
 /// </summary>
 public sealed class BrokerServer : IDisposable
 {
@@ -93,6 +96,9 @@ public sealed class BrokerServer : IDisposable
     private SafeFd? HeapWatch { get; }
 
     public BufferLedger Ledger => ledger;
+
+    /// <summary>Where the kernel's allocations run (for tests: the inline limit, what ran inline).</summary>
+    internal AllocationWorkers Workers => workers;
 
     /// <summary>Set once the loop is waiting for events: READY=1 may be sent.</summary>
     public ManualResetEventSlim Listening { get; } = new();

@@ -223,6 +223,13 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             job.Run();
             return AllocCompleted(job);
         }
+        if (Workers.TryRunInline(job))
+        {
+            // A heap that has been quick: the kernel's call ran here, and the job goes back at once.
+            OutgoingReply reply = AllocCompleted(job);
+            Workers.Return(job);
+            return reply;
+        }
         // The kernel's call runs on the heap's worker; AllocCompleted makes the reply on this thread.
         Workers.Post(job);
         return OutgoingReply.Pending;

@@ -131,10 +131,10 @@ public sealed class ReleaseWatcherTests
                 Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate($"counted-{i}", Memfd.MFD_CLOEXEC, out files[i]));
                 Assert.Equal(Errno.None, watcher.Observe(files[i], () => released++, out _));
             }
-            // All held: the first sweep reads every new buffer, moves them into the ring and
-            // reads a quarter of it; it releases none.
+            // All held: the first sweep reads every new buffer and moves them into the ring, whose
+            // pass starts at the next sweep (no buffer is read twice in one sweep); it releases none.
             Assert.Equal(0, watcher.Sweep());
-            Assert.Equal(buffers + (buffers / 4), counter.Reads);
+            Assert.Equal(buffers, counter.Reads);
 
             // Every buffer but the first is released at once, as when a player exits.
             for (int i = 1; i < buffers; i++)
@@ -205,6 +205,39 @@ public sealed class ReleaseWatcherTests
         }
     }
 
+    [Fact]
+    public void A_held_buffer_s_count_file_is_opened_once_reread_after_and_closed_with_its_release()
+    {
+        var counter = new SizeCounter();
+        var released = new HashSet<int>();
+        var files = new List<SafeFd>();
+        using (ReleaseWatcher watcher = ReleaseWatcher.ReferenceCounting(counter))
+        {
+            try
+            {
+                for (int i = 0; i < 3; i++)
+                {
+                    files.Add(Observe(watcher, $"kept-{i}", i, released));
+                }
+                watcher.Sweep(); // the first look at each: opened
+                watcher.Sweep(); // the ring: read again through what was kept
+                Assert.Equal(3, counter.Kept.Count);
+                Assert.Equal(3, counter.ReadsThroughKept);
+
+                Assert.Equal(Errno.None, Interop.Sys.TryFTruncate(files[1], SizeCounter.ReleasedMark));
+                Assert.Equal(1, watcher.Sweep());
+                Assert.Equal([1], released);
+                Assert.Equal(3, counter.Kept.Count); // nothing opened again
+                Assert.Equal([false, true, false], counter.Kept.Select(k => k.IsClosed));
+            }
+            finally
+            {
+                files.ForEach(file => file.Dispose());
+            }
+        }
+        Assert.All(counter.Kept, kept => Assert.True(kept.IsClosed, "a kept count file outlived its watcher"));
+    }
+
     private static SafeFd Observe(ReleaseWatcher watcher, string name, int id, HashSet<int> released)
     {
         Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate(name, Memfd.MFD_CLOEXEC, out SafeFd file));
@@ -223,9 +256,24 @@ public sealed class ReleaseWatcherTests
 
         public int Reads { get; private set; }
 
-        public Errno TryRead(SafeFd fd, out long count)
+        /// <summary>What the counter kept per buffer (a /dev/null descriptor standing in for its fdinfo file), in order of opening.</summary>
+        public List<SafeFd> Kept { get; } = [];
+
+        /// <summary>Reads through a kept descriptor rather than a fresh one.</summary>
+        public int ReadsThroughKept { get; private set; }
+
+        public Errno TryRead(SafeFd fd, ref SafeFd? info, out long count)
         {
             Reads++;
+            if (info is null)
+            {
+                info = Interop.Sys.Open("/dev/null", Fcntl.O_RDONLY);
+                Kept.Add(info);
+            }
+            else
+            {
+                ReadsThroughKept++;
+            }
             Errno errno = Interop.Sys.TryLSeek(fd, 0, Fcntl.SEEK_END, out long size);
             count = size == ReleasedMark ? 1 : 2;
             return errno;
