@@ -33,6 +33,10 @@ namespace Rstmem.Daemon.Broker;
 public sealed class BrokerServer : IDisposable
 {
     public const int PacketsPerTurn = 16;
+
+    /// <summary>A sweep that releases at least this many buffers is followed by the next after <see cref="BurstSweepMilliseconds"/>.</summary>
+    private const int BurstReleases = 64;
+    private const int BurstSweepMilliseconds = 10;
     private const int AcceptsPerTurn = 64;
     private const int EventsPerWait = 64;
 
@@ -135,14 +139,16 @@ public sealed class BrokerServer : IDisposable
             }
 
             int timeout = deadline is null ? -1 : Math.Max(1, (int)(deadline.Value - DateTime.UtcNow).TotalMilliseconds);
-            // Reference counting: a bounded sweep on a timer, never one per request.
+            // Reference counting: a bounded sweep on a timer, never one per request. A sweep that
+            // released many (a player exited with its buffers) is followed soon by the next, with
+            // the requests that came meanwhile answered in between, not a whole interval later.
             if (ledger.PollIntervalMilliseconds is { } interval)
             {
                 long now = Environment.TickCount64;
                 if (now >= nextSweep)
                 {
-                    ledger.Sweep();
-                    nextSweep = now + interval;
+                    int released = ledger.Sweep();
+                    nextSweep = now + (released >= BurstReleases ? BurstSweepMilliseconds : interval);
                 }
                 int untilSweep = (int)Math.Max(1, nextSweep - now);
                 timeout = timeout < 0 ? untilSweep : Math.Min(timeout, untilSweep);
