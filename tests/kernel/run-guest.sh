@@ -191,7 +191,7 @@ READERS+=($!)
 start=$(date +%s.%N)
 set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
-  -accel tcg -cpu max -smp 2 -m "$MEM" \
+  -accel tcg -cpu max -smp 2,sockets=2,cores=1,threads=1 -m "$MEM" \
   -nodefaults -no-user-config -display none -no-reboot \
   -kernel "$KERNEL" -initrd "$INITRAMFS" \
   -append "console=ttyS0 loglevel=7 panic=-1 rdinit=/init $APPEND" \
