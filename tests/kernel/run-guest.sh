@@ -188,6 +188,9 @@ READERS+=($!)
 cat "$WORK/stderr" >&2 &
 READERS+=($!)
 
+# Two sockets of one CPU each: the test kernels have no ACPI and find their
+# CPUs in SeaBIOS's MP table, which lists only the first CPU of each package
+# (with plain -smp 2, one package of two cores, the guest would see one CPU).
 start=$(date +%s.%N)
 set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
