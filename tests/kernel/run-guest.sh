@@ -188,10 +188,13 @@ READERS+=($!)
 cat "$WORK/stderr" >&2 &
 READERS+=($!)
 
+# Two sockets of one CPU each: the test kernels have no ACPI and find their
+# CPUs in SeaBIOS's MP table, which lists only the first CPU of each package
+# (with plain -smp 2, one package of two cores, the guest would see one CPU).
 start=$(date +%s.%N)
 set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
-  -accel tcg -cpu max -smp 2 -m "$MEM" \
+  -accel tcg -cpu max -smp 2,sockets=2,cores=1,threads=1 -m "$MEM" \
   -nodefaults -no-user-config -display none -no-reboot \
   -kernel "$KERNEL" -initrd "$INITRAMFS" \
   -append "console=ttyS0 loglevel=7 panic=-1 rdinit=/init $APPEND" \
