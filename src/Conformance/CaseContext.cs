@@ -302,8 +302,9 @@ public sealed class ChildHolder : IDisposable
     {
         ArgumentNullException.ThrowIfNull(fd);
         // F_DUPFD (not _CLOEXEC): the one descriptor the child inherits; every
-        // other descriptor of this process is close-on-exec. Single-threaded
-        // use: no other fork can inherit it in between.
+        // other descriptor of this process is close-on-exec. A process another
+        // thread starts before it is closed below inherits it too: callers that
+        // run beside other work (the daemon's tests) keep that work out.
         Sys.TryFcntl(fd, Fcntl.F_DUPFD, 3, out int inheritable).ThrowIfError("fcntl(F_DUPFD)");
         Process process;
         using (SafeFd.DangerousAdopt(inheritable))

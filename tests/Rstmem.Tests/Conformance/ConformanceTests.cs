@@ -11,8 +11,13 @@ namespace Rstmem.Tests.Conformance;
 
 /// <summary>
 /// `rstmemd conformance`: the suite is the model's acceptance test, and the
-/// suite itself is tested by a kernel with known bugs.
+/// suite itself is tested by a kernel with known bugs. These run with no other
+/// test beside them: the pool cases hand a child a buffer through an
+/// inheritable descriptor (src/Conformance/CaseContext.cs, ChildHolder), and a
+/// process another test starts in that moment inherits it too and keeps the
+/// pool a buffer short (seen as ENOMEM in release-at-last-close-in-child).
 /// </summary>
+[Collection(SerialTests.Name)]
 public sealed class ConformanceTests
 {
     private static (int Exit, string Stdout, string Stderr) Run(params string[] args) => CliRun.Run(args);
