@@ -4,10 +4,13 @@
  * baseline rstmem-bench-server.
  *
  *   rstmem-bench-client --socket PATH --clients N --size BYTES --seconds T
- *                       [--target NAME]
+ *                       [--target NAME] [--min-round-trips M]
  *
  * N threads each connect, say HELLO, then send ALLOC requests one at a time
- * until T seconds have passed, checking every reply and closing the
+ * until T seconds have passed (and, with --min-round-trips, until each has
+ * counted at least M round trips after its warm-up, however long that takes:
+ * for tests, which must not depend on how fast the machine is), checking
+ * every reply and closing the
  * descriptor it carries. A round trip is timed from just before the send to
  * just after the reply (and its descriptor) is in hand; the first WARMUP
  * round trips of each thread are not counted. The result is one line of JSON
@@ -57,6 +60,8 @@ static const char *socket_path;
 static const char *target = "secure-video";
 static uint64_t alloc_size;
 static double seconds;
+/* Counted round trips each client makes at least, however long they take (0: none). */
+static unsigned long min_round_trips;
 
 static pthread_barrier_t ready_barrier, go_barrier;
 static uint64_t deadline_ns;	/* written before go_barrier, read after it */
@@ -313,7 +318,7 @@ static void run(struct worker *w, int sock, uint16_t version)
 		else if (done > WARMUP && record(w, t1 - t0))
 			return;
 		w->end_ns = t1;
-		if (t1 >= deadline_ns)
+		if (t1 >= deadline_ns && done >= WARMUP + min_round_trips)
 			return;
 	}
 }
@@ -352,7 +357,7 @@ static double percentile_us(const uint32_t *sorted, size_t n, unsigned int perce
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s --socket PATH --clients N --size BYTES --seconds T [--target NAME]\n",
+	fprintf(stderr, "usage: %s --socket PATH --clients N --size BYTES --seconds T [--target NAME] [--min-round-trips M]\n",
 		argv0);
 }
 
@@ -364,6 +369,7 @@ static int parse_args(int argc, char **argv, long *clients)
 		{ "size", required_argument, NULL, 'z' },
 		{ "seconds", required_argument, NULL, 't' },
 		{ "target", required_argument, NULL, 'T' },
+		{ "min-round-trips", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -399,6 +405,13 @@ static int parse_args(int argc, char **argv, long *clients)
 			break;
 		case 'T':
 			target = optarg;
+			break;
+		case 'm':
+			min_round_trips = strtoul(optarg, &end, 10);
+			if (errno || *end || optarg[0] == '-' || !optarg[0] || min_round_trips > 1000000) {
+				fprintf(stderr, "rstmem-bench-client: --min-round-trips %s: expected a whole number from 0 to 1000000\n", optarg);
+				return -1;
+			}
 			break;
 		default:
 			usage(argv[0]);

@@ -125,8 +125,12 @@ static int handle_hello(int sock, const struct rstmem_header *req, const char *p
 	memcpy(&hello, payload, sizeof(hello));
 	/* As rstmemd (docs/protocol.md, HELLO): the highest version both speak. */
 	uint16_t chosen = hello.max_version < RSTMEM_PROTOCOL_VERSION ? hello.max_version : RSTMEM_PROTOCOL_VERSION;
-	if (hello.min_version > hello.max_version || chosen < hello.min_version || chosen < RSTMEM_PROTOCOL_MIN_VERSION)
-		return send_error(sock, req, EPROTONOSUPPORT, "no common protocol version");
+	if (hello.min_version > hello.max_version || chosen < hello.min_version || chosen < RSTMEM_PROTOCOL_MIN_VERSION) {
+		char why[RSTMEM_MAX_MESSAGE];
+		snprintf(why, sizeof(why), "no common version: client speaks %u..%u, server %u..%u",
+			 hello.min_version, hello.max_version, RSTMEM_PROTOCOL_MIN_VERSION, RSTMEM_PROTOCOL_VERSION);
+		return send_error(sock, req, EPROTONOSUPPORT, why);
+	}
 
 	char buf[sizeof(struct rstmem_header) + sizeof(struct rstmem_status) +
 		 sizeof(struct rstmem_hello_reply)];

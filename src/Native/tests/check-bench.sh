@@ -3,9 +3,9 @@
 #
 # The benchmark's two C programs still speak the protocol of the header they
 # are built from: rstmem-bench-client (under EMULATOR, if any) drives the C
-# baseline rstmem-bench-server (under EMULATOR too) on a private socket for half a second with two
-# clients and must exit 0 with a JSON line that counts round trips. When
-# RSTMEMD_SOCKET is set (with-daemon.sh), it then does the same against that
+# baseline rstmem-bench-server (under EMULATOR too) on a private socket with two
+# clients, at least 20 counted round trips each, and must exit 0 with a JSON
+# line that counts round trips. When RSTMEMD_SOCKET is set (with-daemon.sh), it then does the same against that
 # rstmemd. `./build.sh bench broker` compares the two; a baseline that
 # refuses the client's HELLO (it did once, after version 2) ends the
 # benchmark before it measures anything.
@@ -25,12 +25,19 @@ trap 'exit 130' INT TERM HUP
 
 # Runs the client against SOCKET; checks its status and its JSON line.
 drive() {
-  "$@" "$client" --socket "$socket" --clients 2 --size 4096 --seconds 0.5 >"$dir/out" 2>"$dir/err"
+  # At least 20 counted round trips per client, however slow the machine: no time limit decides.
+  "$@" "$client" --socket "$socket" --clients 2 --size 4096 --seconds 0.1 --min-round-trips 20 >"$dir/out" 2>"$dir/err"
   status=$?
   [ "$status" -eq 0 ] || die "rstmem-bench-client against $what exited $status: $(cat "$dir/err")"
   grep -q '"round_trips": *[1-9]' "$dir/out" || die "rstmem-bench-client against $what counted no round trip: $(cat "$dir/out")"
   echo "ok: rstmem-bench-client against $what: $(cat "$dir/out")"
 }
+
+# A bad --min-round-trips is refused by name before anything connects.
+if "$@" "$client" --socket "$dir/none.sock" --clients 1 --size 4096 --seconds 1 --min-round-trips -3 >/dev/null 2>"$dir/err"; then
+  die "rstmem-bench-client accepted --min-round-trips -3"
+fi
+grep -q -- "--min-round-trips -3: expected a whole number" "$dir/err" || die "rstmem-bench-client's refusal of --min-round-trips -3 does not name it: $(cat "$dir/err")"
 
 socket=$dir/baseline.sock
 "$@" "$server" "$socket" 2>"$dir/server.err" &
