@@ -36,6 +36,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     private readonly SafeFd wakeReader;
     private long nextBufferId;
     private long liveBuffers;
+    private long identityLookups;
     private volatile bool disposed;
     private Exception? drainFailure;
 
@@ -99,6 +100,9 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         }
     }
 
+    /// <summary>Descriptors looked up by (device, inode) since start, a statx each; a handle the model resolved before costs none.</summary>
+    internal long IdentityLookups => Interlocked.Read(ref identityLookups);
+
     /// <summary>The inotify queue overflowed: some releases may have been missed (never expected).</summary>
     public long ReleaseEventsLost => releases.Overflows;
 
@@ -128,11 +132,15 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             {
                 Interlocked.Exchange(ref device.OpenCount, 0);
             }
+            fd.Resolved = errno == Errno.None ? context : null;
             return errno;
         }
         if (path.StartsWith(DevicePaths.HeapDirectory + "/", StringComparison.Ordinal) && HeapAt(path[(DevicePaths.HeapDirectory.Length + 1)..]) is { Removed: false } heap)
         {
-            return CreateFile($"model:dma_heap:{heap.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, new HeapFile(this, heap), out fd);
+            var node = new HeapFile(this, heap);
+            Errno errno = CreateFile($"model:dma_heap:{heap.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, node, out fd);
+            fd.Resolved = errno == Errno.None ? node : null;
+            return errno;
         }
         return Errno.ENOENT;
     }
@@ -174,6 +182,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     public Errno ReadFdInfo(SafeFd fd, out string fdinfo)
     {
+        // A dma-buf's count includes the TEE registrations holding it: closed ones are dropped first.
+        Drain();
         Errno errno = LinuxKernel.Instance.ReadFdInfo(fd, out string generic);
         fdinfo = generic;
         if (errno != Errno.None || Lookup(fd, out ModelFile? file) != Errno.None || file is null)
@@ -365,6 +375,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// <summary>v4 tee_rstmem_alloc after its checks: id from the device, pool, read-only close-on-exec dma-buf.</summary>
     internal Errno AllocateRstmem(ModelTeeDevice device, ModelHeap pool, long size, out int id, out int fd)
     {
+        Drain(); // the ids of buffers released already are free again
         int reserved = device.Ids.Allocate();
         Errno errno = Export(pool, size, Fcntl.O_RDONLY, closeOnExec: true, device, reserved, out fd);
         if (errno != Errno.None)
@@ -379,6 +390,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     internal Errno CreateTeeShm(ModelTeeDevice device, long size, ModelDmaBuf? registered, out int id, out long rounded, out int fd)
     {
         rounded = (long)Page.Align((ulong)size);
+        Drain(); // the ids of tee_shm files closed already are free again
         id = device.Ids.Allocate();
         registered?.AddReference();
         var shm = new TeeShmFile(this, device.Ids, id, rounded, registered);
@@ -403,8 +415,11 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             return null;
         }
         using SafeFd borrowed = SafeFd.DangerousBorrow(fd);
-        return Lookup(borrowed, out ModelFile? file) == Errno.None ? file as ModelDmaBuf : null;
+        return FindDmaBuf(borrowed);
     }
+
+    /// <summary>The model's dma-buf behind a handle, or null (closed, or not one of ours).</summary>
+    internal ModelDmaBuf? FindDmaBuf(SafeFd fd) => Lookup(fd, out ModelFile? file) == Errno.None ? file as ModelDmaBuf : null;
 
     // ---- internals --------------------------------------------------------
 
@@ -495,7 +510,12 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 return errno;
             }
             file.Identity = identity;
-            Drain(); // an inode number freed a moment ago must not meet its old entry
+            if (files.Find(identity) is not null)
+            {
+                // An inode number freed a moment ago meets its old entry: the old file's
+                // release is waiting in the watch's queue, and is handled first.
+                Drain();
+            }
             files.Add(file);
             // The file is its own sink (FileReleased): the watch costs no delegate.
             errno = releases.Observe(handle, file, 0, out _);
@@ -534,17 +554,36 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         }
     }
 
+    /// <summary>
+    /// The file behind a descriptor (fdget): null when it is not one of the
+    /// model's. A handle the model resolved before answers from what it kept
+    /// (<see cref="SafeFd.Resolved"/>): while it is open its file is alive,
+    /// so no release can have changed the answer. Otherwise the descriptor's
+    /// (device, inode) is looked up, after handling the releases that have
+    /// happened, so an inode number reused a moment ago does not meet the
+    /// entry of the file that had it.
+    /// </summary>
     private Errno Lookup(SafeFd fd, out ModelFile? file)
     {
         ArgumentNullException.ThrowIfNull(fd);
+        if (fd.Resolved is ModelFile known && known.BelongsTo(this))
+        {
+            file = known;
+            return Errno.None;
+        }
         file = null;
         Drain();
+        Interlocked.Increment(ref identityLookups);
         Errno errno = Sys.TryGetIdentity(fd, out FileIdentity identity);
         if (errno != Errno.None)
         {
             return errno;
         }
         file = files.Find(identity);
+        if (file is not null)
+        {
+            fd.Resolved = file;
+        }
         return Errno.None;
     }
 

@@ -28,6 +28,12 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
     private readonly byte[] drained = new byte[64];
     private int observed;
     private long nextHandle;
+    /// <summary>1 while a wake-up byte is in the socket or about to be: at most one is there, and the socket is read only then.</summary>
+    private int wakePending;
+
+    /// <summary>Set while this thread runs <see cref="Drain"/>: the releases it finds are handled on the spot and need no wake-up.</summary>
+    [ThreadStatic]
+    private static ModelReleaseObserver? draining;
 
     public ModelReleaseObserver(ModelKernel model, ReleaseSignal signal)
     {
@@ -53,7 +59,7 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
         ArgumentNullException.ThrowIfNull(buffer);
         ArgumentNullException.ThrowIfNull(sink);
         handle = -1;
-        if (model.FindDmaBuf(buffer.DangerousFd) is not { } dmaBuf)
+        if (model.FindDmaBuf(buffer) is not { } dmaBuf)
         {
             return Errno.EINVAL; // not a dma-buf of this model
         }
@@ -73,9 +79,11 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
     internal void Released(IReleaseSink sink, long token)
     {
         released.Enqueue((sink, token, Stopwatch.GetTimestamp())); // the model knows the moment
-        if (wakes)
+        // Found by this observer's own Drain: handled before it returns, no wake-up needed.
+        // Found by anyone else (the model's drainer, another call into the model): wake the owner.
+        if (wakes && draining != this && Interlocked.Exchange(ref wakePending, 1) == 0)
         {
-            Sys.TryWrite(wakeWriter, [1], out _); // EAGAIN: a wake-up is already pending
+            Sys.TryWrite(wakeWriter, [1], out _);
         }
     }
 
@@ -86,9 +94,22 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
     /// </summary>
     public int Drain()
     {
-        model.Drain(); // closes that have happened are handled, on this thread if nobody else got there
-        while (Sys.TryRead(wakeReader, drained, out int length) == Errno.None && length > 0)
+        // The flag is cleared only once its byte is read: a writer between setting it and
+        // writing leaves it set, and its byte's wake-up comes back here. Whatever a writer
+        // queued before it saw the flag set is run below.
+        if (Volatile.Read(ref wakePending) != 0 && Sys.TryRead(wakeReader, drained, out int length) == Errno.None && length > 0)
         {
+            Volatile.Write(ref wakePending, 0);
+        }
+        ModelReleaseObserver? outer = draining;
+        draining = this;
+        try
+        {
+            model.Drain(); // closes that have happened are handled, on this thread if nobody else got there
+        }
+        finally
+        {
+            draining = outer;
         }
         return wakes ? RunReleased() : 0;
     }

@@ -95,6 +95,8 @@ public sealed class ReleaseWatcher : IReleaseObserver
     private long drainedEmpty = Stopwatch.GetTimestamp();
     private readonly Lock gate = new();
     private readonly byte[] events = new byte[16 * 1024];
+    /// <summary>The largest inotify event: the header and a name of NAME_MAX bytes with its NUL (inotify(7)).</summary>
+    private static readonly int LargestEvent = Unsafe.SizeOf<inotify_event>() + 255 + 1;
 
     private ReleaseWatcher(bool closeMeansRelease, IReferenceCounter? counter)
     {
@@ -245,6 +247,11 @@ public sealed class ReleaseWatcher : IReleaseObserver
                     return overflowed ? released + ReleaseUnwatched() : released;
                 }
                 errno.ThrowIfError("read(inotify)");
+                // inotify_read (fs/notify/inotify/inotify_user.c) copies events while the next
+                // one fits in what is left of the buffer, so a read that left room for the
+                // largest event emptied the queue: no second read to hear EAGAIN.
+                long readAt = Stopwatch.GetTimestamp();
+                bool emptied = length <= events.Length - LargestEvent;
                 for (int offset = 0; offset < length;)
                 {
                     inotify_event e = MemoryMarshal.Read<inotify_event>(events.AsSpan(offset));
@@ -269,6 +276,11 @@ public sealed class ReleaseWatcher : IReleaseObserver
                         listener.Fire(drainedEmpty);
                         released++;
                     }
+                }
+                if (emptied)
+                {
+                    drainedEmpty = readAt;
+                    return overflowed ? released + ReleaseUnwatched() : released;
                 }
             }
         }

@@ -14,6 +14,30 @@ public sealed class SafeFd : SafeHandle
     private SafeFd(int fd, bool ownsHandle) : base(invalidHandleValue: -1, ownsHandle)
     {
         SetHandle(fd < 0 ? -1 : fd);
+        owns = ownsHandle;
+    }
+
+    private readonly bool owns = true;
+    private object? resolved;
+
+    /// <summary>
+    /// What an in-process kernel (the reference model) found behind this
+    /// descriptor, so that the next call with the same handle need not look
+    /// it up again (a statx). Sound only while an owning handle is open: its
+    /// descriptor keeps the file alive, and the number cannot name another
+    /// file until this handle closes it. A borrowed handle's owner may close
+    /// the number behind its back, so nothing is kept for it.
+    /// </summary>
+    internal object? Resolved
+    {
+        get => owns && !IsInvalid && !IsClosed ? resolved : null;
+        set
+        {
+            if (owns)
+            {
+                resolved = value;
+            }
+        }
     }
 
     public override bool IsInvalid => handle < 0;

@@ -19,6 +19,9 @@ internal abstract class ModelFile(ModelKernel kernel) : IReleaseSink
 
     public FileIdentity Identity { get; set; }
 
+    /// <summary>Whether this file is <paramref name="kernel"/>'s (a handle may have been resolved by another model).</summary>
+    internal bool BelongsTo(ModelKernel kernel) => ReferenceEquals(Kernel, kernel);
+
     /// <summary>The next file in the same bucket of the model's <see cref="FileTable"/>.</summary>
     internal ModelFile? NextInTable;
 

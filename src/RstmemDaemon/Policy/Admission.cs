@@ -21,6 +21,9 @@ internal static class Admission
         {
             return Errno.EACCES;
         }
+        // The share is of the pool as it is after the releases that have happened (a dynamic
+        // pool with nothing lent has no size), handled here through the ledger like any other.
+        ledger.HandleReleases();
         shareLimit = ShareLimit(policy, client.Uid, heap);
         return Errno.None;
     }

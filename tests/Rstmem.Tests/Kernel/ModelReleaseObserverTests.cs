@@ -56,8 +56,25 @@ public sealed class ModelReleaseObserverTests
         Assert.True(Readable(events.Events));
         Assert.False(Readable(counting.Events));
         Assert.Equal(1, events.Drain());
+        Assert.False(Readable(events.Events)); // its one wake-up was read: epoll does not come back for nothing
         Assert.Equal(0, counting.Drain()); // reference counting: released by the timer's sweep, not by a drain
         Assert.Equal(1, counting.Sweep());
+    }
+
+    [Fact]
+    public void A_release_the_observer_finds_itself_is_handled_without_a_wake_up()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
+        int released = 0;
+        using (SafeFd buffer = model.HeapAllocOrFail("system", 4096))
+        {
+            Assert.Equal(Errno.None, observer.Observe(buffer, () => released++, out _));
+        }
+
+        Assert.Equal(1, observer.Drain()); // the close is read from the model's watch by this very drain
+        Assert.Equal(1, released);
+        Assert.False(Readable(observer.Events)); // nothing was written for the owner to wake up to
     }
 
     [Fact]

@@ -25,6 +25,34 @@ public sealed class ModelKernelTests
     }
 
     [Fact]
+    public void A_handle_is_looked_up_once_and_a_borrowed_one_every_time()
+    {
+        // Lookup (fdget) by (device, inode) costs a statx; an owning handle keeps what was found.
+        using ModelKernel model = ModelKit.Model("mainline");
+        using SafeFd heap = model.OpenOrFail("/dev/dma_heap/system");
+        long start = model.IdentityLookups;
+        Assert.Equal(Errno.None, model.HeapAlloc(heap, 8192, out SafeFd buffer));
+        using (buffer)
+        {
+            Assert.Equal(start, model.IdentityLookups); // the node was resolved when the model opened it
+            Assert.Equal(8192, model.SizeOf(buffer));
+            Assert.Equal(start + 1, model.IdentityLookups); // the adopted descriptor, once
+            Assert.Equal(8192, model.SizeOf(buffer));
+            Assert.Equal(Errno.None, model.Ioctl(buffer, DmaBuf.DMA_BUF_SET_NAME_B, "kept\0"u8.ToArray(), out _));
+            Assert.Equal(start + 1, model.IdentityLookups);
+
+            using SafeFd borrowed = SafeFd.DangerousBorrow(buffer.DangerousFd);
+            Assert.Equal(8192, model.SizeOf(borrowed));
+            Assert.Equal(8192, model.SizeOf(borrowed));
+            Assert.Equal(start + 3, model.IdentityLookups); // its owner may close the number: never kept
+
+            using ModelKernel other = ModelKit.Model("mainline");
+            Assert.Equal(8192, other.SizeOf(buffer)); // not the other model's file: the real lseek
+            Assert.Equal(1, other.IdentityLookups);
+        }
+    }
+
+    [Fact]
     public void The_supplicant_device_has_its_own_id_space()
     {
         // tee_device_alloc: one teedev->idr per device; /dev/teepriv0 is another device than /dev/tee0.
