@@ -51,8 +51,11 @@ SUITE=bookworm
 # package's rules own the device nodes), apt to install dist/*.deb, and a C
 # toolchain with pkg-config for the librstmem example built on the board.
 ROOTFS_PACKAGES=(systemd systemd-sysv udev dbus apt gcc libc6-dev pkg-config procps util-linux)
-# Host tools: the cross compiler, the image builder and the machine.
-HOST_PACKAGES=(gcc-aarch64-linux-gnu mmdebstrap e2fsprogs qemu-user-static qemu-system-arm qemu-utils)
+# Host tools: the cross compiler, the image builder and the machine. arch-test
+# is only a Recommends of mmdebstrap, which apt-get --no-install-recommends
+# (tests/lib/common.sh) leaves out, but mmdebstrap refuses a foreign
+# architecture without it ("install arch-test for foreign architecture support").
+HOST_PACKAGES=(gcc-aarch64-linux-gnu mmdebstrap arch-test e2fsprogs qemu-user-static qemu-system-arm qemu-utils)
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
