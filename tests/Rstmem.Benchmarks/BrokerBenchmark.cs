@@ -7,26 +7,31 @@ using Rstmem.Interop;
 namespace Rstmem.Benchmarks;
 
 /// <summary>
-/// <c>./build.sh bench broker [--clients N] [--size S] [--seconds T] [--daemon PATH]</c>:
+/// <c>./build.sh bench broker [--clients N] [--size S] [--seconds T] [--repeat R] [--daemon PATH]</c>:
 /// allocation round trip (request sent to descriptor in hand) and throughput
 /// of rstmemd on the model, against a C baseline that does the same work
 /// (src/Native/bench/rstmem-bench-server.c: an epoll server sending a fresh
 /// sealed memfd per request), measured in the same run by the same C load
 /// generator, unpinned and with server and clients pinned to CPU 0 alike.
-/// The daemon is the rstmemd.dll built beside this benchmark, or the
+/// Each configuration runs R times (default 3), the two servers taking turns,
+/// and each figure is the median of its R runs: unpinned, where the scheduler
+/// puts client and server decides whether each request wakes an idle vCPU
+/// (about 20 us each way on the 2-vCPU build VM), one run's p50 can land
+/// either side of that, for either server. The daemon is the rstmemd.dll built beside this benchmark, or the
 /// executable given with --daemon (a published build).
 /// </summary>
 internal static class BrokerBenchmark
 {
     internal sealed record Result(double P50, double P99, double Throughput, long RoundTrips, long Errors);
 
-    private const string Usage = "usage: rstmem-benchmarks broker [--clients N] [--size S] [--seconds T] [--daemon PATH]";
+    private const string Usage = "usage: rstmem-benchmarks broker [--clients N] [--size S] [--seconds T] [--repeat R] [--daemon PATH]";
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         int clients = 16;
         long bytes = 1 << 20;
         double seconds = 3;
+        int repeat = 3;
         string? daemon = null;
         for (int i = 0; i < args.Length; i++)
         {
@@ -53,6 +58,11 @@ internal static class BrokerBenchmark
                     break;
                 case "--seconds":
                     return UsageError(stderr, $"--seconds: '{value}' is out of range; expected more than 0 and at most 600");
+                case "--repeat" when int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int r) && r is >= 1 and <= 20:
+                    repeat = r;
+                    break;
+                case "--repeat":
+                    return UsageError(stderr, $"--repeat: '{value}' is out of range; expected 1 to 20");
                 case "--daemon" when File.Exists(value):
                     daemon = Path.GetFullPath(value);
                     break;
@@ -64,7 +74,7 @@ internal static class BrokerBenchmark
         }
         try
         {
-            return Measure(clients, bytes, seconds, daemon, stdout);
+            return Measure(clients, bytes, seconds, repeat, daemon, stdout);
         }
         catch (Exception e) when (e is InvalidOperationException or RstmemException or IOException or System.ComponentModel.Win32Exception)
         {
@@ -80,7 +90,7 @@ internal static class BrokerBenchmark
         return 2;
     }
 
-    private static int Measure(int clients, long size, double seconds, string? daemonPath, TextWriter stdout)
+    private static int Measure(int clients, long size, double seconds, int repeat, string? daemonPath, TextWriter stdout)
     {
         string native = FindNativeDirectory();
         string directory = Directory.CreateTempSubdirectory("rstmemd-bench-").FullName;
@@ -88,19 +98,28 @@ internal static class BrokerBenchmark
         {
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"rstmemd bench: {ByteSize.Format(size)} buffers, {seconds:0.#} s per run, {Environment.ProcessorCount} CPUs; round trip = request sent to descriptor in hand"));
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"each row: the median of {repeat} runs, the two servers taking turns; p50 range = the runs' lowest and highest p50"));
             stdout.WriteLine("load generator: src/Native/bench/rstmem-bench-client.c against both servers; pinned = server and clients on CPU 0 (taskset -c 0)");
             stdout.WriteLine();
-            stdout.WriteLine($"{"clients",7}  {"pinning",-8}  {"server",-22}  {"p50 us",8}  {"p99 us",8}  {"allocs/s",10}");
+            stdout.WriteLine($"{"clients",7}  {"pinning",-8}  {"server",-22}  {"p50 us",8}  {"p99 us",8}  {"allocs/s",10}  {"p50 range us",14}");
             var rows = new List<(int Clients, bool Pinned, Result Ours, Result Baseline)>();
             foreach (int n in clients == 1 ? new[] { 1 } : [1, clients])
             {
                 foreach (bool pinned in new[] { false, true })
                 {
-                    Result ours = Measure(native, directory, pinned, n, size, seconds, daemon: true, daemonPath);
-                    Result baseline = Measure(native, directory, pinned, n, size, seconds, daemon: false, daemonPath);
+                    var ourRuns = new List<Result>();
+                    var baselineRuns = new List<Result>();
+                    for (int run = 0; run < repeat; run++)
+                    {
+                        ourRuns.Add(Measure(native, directory, pinned, n, size, seconds, daemon: true, daemonPath));
+                        baselineRuns.Add(Measure(native, directory, pinned, n, size, seconds, daemon: false, daemonPath));
+                    }
+                    Result ours = Median(ourRuns);
+                    Result baseline = Median(baselineRuns);
                     rows.Add((n, pinned, ours, baseline));
-                    Print(stdout, n, pinned, "rstmemd (model)", ours);
-                    Print(stdout, n, pinned, "C epoll baseline", baseline);
+                    Print(stdout, n, pinned, "rstmemd (model)", ours, ourRuns);
+                    Print(stdout, n, pinned, "C epoll baseline", baseline, baselineRuns);
                 }
             }
             stdout.WriteLine();
@@ -126,9 +145,21 @@ internal static class BrokerBenchmark
         }
     }
 
-    private static void Print(TextWriter stdout, int clients, bool pinned, string server, Result r) =>
+    private static void Print(TextWriter stdout, int clients, bool pinned, string server, Result r, List<Result> runs) =>
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{clients,7}  {(pinned ? "cpu 0" : "none"),-8}  {server,-22}  {r.P50,8:F1}  {r.P99,8:F1}  {r.Throughput,10:F0}"));
+            $"{clients,7}  {(pinned ? "cpu 0" : "none"),-8}  {server,-22}  {r.P50,8:F1}  {r.P99,8:F1}  {r.Throughput,10:F0}  {$"{runs.Min(x => x.P50):F1}-{runs.Max(x => x.P50):F1}",14}"));
+
+    /// <summary>Each figure's median over the runs (taken figure by figure); errors and round trips summed.</summary>
+    internal static Result Median(List<Result> runs)
+    {
+        static double Of(IEnumerable<double> values)
+        {
+            double[] sorted = values.Order().ToArray();
+            return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        }
+        return new Result(Of(runs.Select(r => r.P50)), Of(runs.Select(r => r.P99)), Of(runs.Select(r => r.Throughput)),
+            runs.Sum(r => r.RoundTrips), runs.Sum(r => r.Errors));
+    }
 
     private static Result Measure(string native, string directory, bool pinned, int clients, long size, double seconds, bool daemon, string? daemonPath)
     {
