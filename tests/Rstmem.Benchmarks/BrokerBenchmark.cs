@@ -17,8 +17,9 @@ namespace Rstmem.Benchmarks;
 /// and each figure is the median of its R runs: unpinned, where the scheduler
 /// puts client and server decides whether each request wakes an idle vCPU
 /// (about 20 us each way on the 2-vCPU build VM), one run's p50 can land
-/// either side of that, for either server. The daemon is the rstmemd.dll built beside this benchmark, or the
-/// executable given with --daemon (a published build).
+/// either side of that, for either server. The daemon is the rstmemd.dll
+/// built beside this benchmark, or the executable given with --daemon (a
+/// published build).
 /// </summary>
 internal static class BrokerBenchmark
 {
