@@ -219,6 +219,7 @@ internal static unsafe class UapiCatalog
             .Add(Inotify.IN_MOVE_SELF).Add(Inotify.IN_UNMOUNT).Add(Inotify.IN_Q_OVERFLOW).Add(Inotify.IN_IGNORED)
             .Add(Inotify.IN_ONLYDIR).Add(Inotify.IN_DONT_FOLLOW).Add(Inotify.IN_EXCL_UNLINK).Add(Inotify.IN_MASK_ADD)
             .Add(Inotify.IN_ISDIR).Add(Inotify.IN_ONESHOT).Add(Inotify.IN_CLOEXEC).Add(Inotify.IN_NONBLOCK)
+            .Add(Inotify.NAME_MAX)
             .Add(Ioc._IOC_NRBITS).Add(Ioc._IOC_TYPEBITS).Add(Ioc._IOC_SIZEBITS).Add(Ioc._IOC_DIRBITS)
             .Add(Ioc._IOC_NRSHIFT).Add(Ioc._IOC_TYPESHIFT).Add(Ioc._IOC_SIZESHIFT).Add(Ioc._IOC_DIRSHIFT)
             .Add(Ioc._IOC_NONE).Add(Ioc._IOC_WRITE).Add(Ioc._IOC_READ)

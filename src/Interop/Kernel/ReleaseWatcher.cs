@@ -96,7 +96,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
     private readonly Lock gate = new();
     private readonly byte[] events = new byte[16 * 1024];
     /// <summary>The largest inotify event: the header and a name of NAME_MAX bytes with its NUL (inotify(7)).</summary>
-    private static readonly int LargestEvent = Unsafe.SizeOf<inotify_event>() + 255 + 1;
+    private static readonly int LargestEvent = Unsafe.SizeOf<inotify_event>() + Inotify.NAME_MAX + 1;
 
     private ReleaseWatcher(bool closeMeansRelease, IReferenceCounter? counter)
     {

@@ -34,6 +34,9 @@ public static class Inotify
 
     public const int IN_CLOEXEC = Fcntl.O_CLOEXEC;
     public const int IN_NONBLOCK = Fcntl.O_NONBLOCK;
+
+    /// <summary>&lt;limits.h&gt;: the longest name, so the largest event is an <see cref="inotify_event"/> and NAME_MAX + 1 bytes of name (inotify(7)).</summary>
+    public const int NAME_MAX = 255;
 }
 
 /// <summary>One event as read(2) returns it; <c>len</c> bytes of NUL-padded name follow.</summary>
