@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text.Unicode;
 using Rstmem.Interop.Kernel;
 using Rstmem.Model.Files;
 using Rstmem.Model.Pools;
@@ -90,6 +92,22 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         return HeapOrUseCase(heapOrUseCase)?.Pool.Counters;
     }
 
+    bool IPoolStatistics.TryGetTotalBytes(string heapOrUseCase, out long totalBytes)
+    {
+        MemoryPool? pool = HeapOrUseCase(heapOrUseCase)?.Pool;
+        if (pool is null)
+        {
+            totalBytes = 0;
+            return false;
+        }
+        if (pool.TotalFollowsFrees)
+        {
+            Drain(); // a dynamic pool's chunk goes back with the last buffer freed, maybe by a close that has happened
+        }
+        totalBytes = pool.TotalBytes;
+        return true;
+    }
+
     /// <summary>Buffers exported and not yet released (dma-bufs only).</summary>
     public long LiveBuffers
     {
@@ -127,7 +145,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 return Errno.EBUSY;
             }
             var context = new TeeContextFile(this, device);
-            Errno errno = CreateFile($"model:{device.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, context, out fd);
+            Errno errno = CreateFile(MemfdName(stackalloc byte[MemfdNameMax], $"model:{device.Name}"), 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, context, out fd);
             if (errno != Errno.None && device.Privileged)
             {
                 Interlocked.Exchange(ref device.OpenCount, 0);
@@ -138,7 +156,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         if (path.StartsWith(DevicePaths.HeapDirectory + "/", StringComparison.Ordinal) && HeapAt(path[(DevicePaths.HeapDirectory.Length + 1)..]) is { Removed: false } heap)
         {
             var node = new HeapFile(this, heap);
-            Errno errno = CreateFile($"model:dma_heap:{heap.Name}", 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, node, out fd);
+            Errno errno = CreateFile(MemfdName(stackalloc byte[MemfdNameMax], $"model:dma_heap:{heap.Name}"), 0, flags & Fcntl.O_ACCMODE, closeOnExec: true, sealWrite: false, node, out fd);
             fd.Resolved = errno == Errno.None ? node : null;
             return errno;
         }
@@ -394,7 +412,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         id = device.Ids.Allocate();
         registered?.AddReference();
         var shm = new TeeShmFile(this, device.Ids, id, rounded, registered);
-        Errno errno = CreateFile($"model:tee_shm:{device.Name}:{id}", registered is null ? rounded : 0, Fcntl.O_RDWR, closeOnExec: false,
+        Errno errno = CreateFile(MemfdName(stackalloc byte[MemfdNameMax], $"model:tee_shm:{device.Name}:{id}"), registered is null ? rounded : 0, Fcntl.O_RDWR, closeOnExec: false,
             sealWrite: false, shm, out SafeFd handle);
         if (errno != Errno.None)
         {
@@ -448,7 +466,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         long bufferId = Interlocked.Increment(ref nextBufferId);
         var buffer = new ModelDmaBuf(this, heap, size, offset, device, rstmemId);
         bool restricted = heap.Exporter is ExporterKind.TeeHeap or ExporterKind.V4Rstmem;
-        errno = CreateFile($"{heap.Name}:{bufferId.ToString(CultureInfo.InvariantCulture)}", size, accessMode, closeOnExec, sealWrite: restricted,
+        errno = CreateFile(MemfdName(stackalloc byte[MemfdNameMax], $"{heap.Name}:{bufferId}"), size, accessMode, closeOnExec, sealWrite: restricted,
             buffer, out SafeFd handle);
         if (errno != Errno.None)
         {
@@ -461,15 +479,36 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     }
 
     /// <summary>
+    /// The longest memfd name: mm/memfd.c refuses one of more than
+    /// MFD_NAME_MAX_LEN (NAME_MAX - strlen("memfd:"), 249) bytes before its NUL.
+    /// </summary>
+    private const int MemfdNameMax = 249;
+
+    /// <summary>
+    /// A memfd's name (what /proc/PID/fd shows for the model's file) formatted
+    /// into <paramref name="destination"/> without a string; one that does not
+    /// fit is cut to what did, in whole formatted parts (the name is only a label).
+    /// </summary>
+    private static ReadOnlySpan<byte> MemfdName(Span<byte> destination,
+        [InterpolatedStringHandlerArgument(nameof(destination))] ref Utf8.TryWriteInterpolatedStringHandler name)
+    {
+        Utf8.TryWrite(destination, ref name, out int written);
+        return destination[..written];
+    }
+
+    /// <summary>
     /// Makes the real descriptor behind a model file: a memfd of the given size,
     /// sealed against resizing (and writes, for restricted memory), reopened
     /// with the requested access mode, registered by identity and watched for
     /// its last close. The caller owns the returned descriptor.
     /// </summary>
-    private Errno CreateFile(string name, long size, int accessMode, bool closeOnExec, bool sealWrite, ModelFile file, out SafeFd fd)
+    private Errno CreateFile(ReadOnlySpan<byte> name, long size, int accessMode, bool closeOnExec, bool sealWrite, ModelFile file, out SafeFd fd)
     {
         fd = SafeFd.Invalid;
-        Errno errno = Sys.TryMemfdCreate(name, Memfd.MFD_ALLOW_SEALING, out SafeFd memfd);
+        Span<byte> terminated = stackalloc byte[MemfdNameMax + 1];
+        name.CopyTo(terminated);
+        terminated[name.Length] = 0;
+        Errno errno = Sys.TryMemfdCreate(terminated[..(name.Length + 1)], Memfd.MFD_ALLOW_SEALING, out SafeFd memfd);
         if (errno != Errno.None)
         {
             return errno;

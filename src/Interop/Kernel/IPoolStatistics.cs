@@ -9,4 +9,12 @@ namespace Rstmem.Interop.Kernel;
 public interface IPoolStatistics
 {
     PoolCounters? TryGetCounters(string heapOrUseCase);
+
+    /// <summary>
+    /// The pool's size now (<see cref="PoolCounters.TotalBytes"/>, after the
+    /// releases that have happened), without making the counters: what the
+    /// broker's pool share needs on every ALLOC. False when the kernel does
+    /// not know the heap.
+    /// </summary>
+    bool TryGetTotalBytes(string heapOrUseCase, out long totalBytes);
 }

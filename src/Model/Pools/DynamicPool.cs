@@ -84,6 +84,19 @@ public sealed class DynamicPool : MemoryPool
         }
     }
 
+    public override bool TotalFollowsFrees => true;
+
+    public override long TotalBytes
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return lent is null ? 0 : chunkPages * PageSize;
+            }
+        }
+    }
+
     public override PoolCounters Counters
     {
         get

@@ -24,6 +24,12 @@ public abstract class MemoryPool(string name, long pageSize)
 
     public abstract PoolCounters Counters { get; }
 
+    /// <summary>The pool's size now: <see cref="PoolCounters.TotalBytes"/> without making the counters.</summary>
+    public abstract long TotalBytes { get; }
+
+    /// <summary>Whether a free can change <see cref="TotalBytes"/> (a dynamic pool gives its chunk back with its last buffer).</summary>
+    public virtual bool TotalFollowsFrees => false;
+
     protected long PagesOf(long bytes)
     {
         if (bytes % PageSize != 0)

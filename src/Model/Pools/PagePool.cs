@@ -47,6 +47,8 @@ public sealed class PagePool(string name, long limitBytes, long pageSize) : Memo
         }
     }
 
+    public override long TotalBytes => LimitBytes;
+
     public override PoolCounters Counters
     {
         get

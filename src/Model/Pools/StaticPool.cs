@@ -45,6 +45,8 @@ public sealed class StaticPool : MemoryPool
         }
     }
 
+    public override long TotalBytes => allocator.TotalPages * PageSize;
+
     public override PoolCounters Counters
     {
         get

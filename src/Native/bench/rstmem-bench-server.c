@@ -7,6 +7,13 @@
  * work the daemon does per buffer). Other opcodes get ENOSYS; a malformed
  * packet closes its connection. It prints "ready" once listening and exits on
  * SIGTERM or SIGINT, removing the socket file.
+ *
+ * With --watch-releases it also learns each buffer's release the way rstmemd
+ * does on the model and on Linux 6.1 (src/Interop/Kernel/ReleaseWatcher.cs):
+ * an inotify watch for IN_DELETE_SELF on /proc/self/fd/N before the buffer
+ * is sent, and the events read when the inotify descriptor is readable. It
+ * counts the releases and prints "released N of M" on exit, so the
+ * benchmark measures what that watch alone costs.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -40,6 +48,8 @@ struct conn {
 static struct conn *conns;
 static uint64_t next_buffer_id = 1;
 static uint32_t page_size;
+static int inotify_fd = -1;	/* --watch-releases */
+static uint64_t watched, released;
 
 static void conn_close(struct conn *c)
 {
@@ -172,6 +182,16 @@ static int handle_alloc(int sock, const struct rstmem_header *req, const char *p
 		close(fd);
 		return send_error(sock, req, err, "ftruncate or F_ADD_SEALS failed");
 	}
+	if (inotify_fd >= 0) {
+		char path[32];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		if (inotify_add_watch(inotify_fd, path, IN_DELETE_SELF) < 0) {
+			int err = errno;
+			close(fd);
+			return send_error(sock, req, err, "inotify_add_watch failed");
+		}
+		watched++;
+	}
 
 	char buf[sizeof(struct rstmem_header) + sizeof(struct rstmem_status) +
 		 sizeof(struct rstmem_alloc_reply)];
@@ -287,6 +307,25 @@ static void accept_clients(int epfd, int lsock)
 	}
 }
 
+/* --watch-releases: reads the events there are; IN_IGNORED ends a watch (its inode is gone). */
+static void read_releases(void)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(inotify_fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;	/* EAGAIN: nothing more */
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *e = (const struct inotify_event *)p;
+			if (e->mask & IN_IGNORED)
+				released++;
+			p += sizeof(*e) + e->len;
+		}
+	}
+}
+
 static int listen_on(const char *path)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -320,11 +359,12 @@ static int listen_on(const char *path)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s SOCKET_PATH\n", argv[0]);
+	int watch_releases = argc == 3 && strcmp(argv[1], "--watch-releases") == 0;
+	if (argc != 2 + watch_releases) {
+		fprintf(stderr, "usage: %s [--watch-releases] SOCKET_PATH\n", argv[0]);
 		return 2;
 	}
-	const char *path = argv[1];
+	const char *path = argv[1 + watch_releases];
 	long ps = sysconf(_SC_PAGESIZE);
 	if (ps <= 0) {
 		perror("rstmem-bench-server: sysconf");
@@ -358,9 +398,22 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	/* data.ptr NULL marks the signalfd, &lsock the listening socket. */
+	/* data.ptr NULL marks the signalfd, &lsock the listening socket, &inotify_fd the watch. */
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	int status = 1;
+	if (watch_releases) {
+		inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (inotify_fd < 0) {
+			perror("rstmem-bench-server: inotify_init1");
+			goto out;
+		}
+		ev.data.ptr = &inotify_fd;
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, inotify_fd, &ev) < 0) {
+			perror("rstmem-bench-server: epoll_ctl");
+			goto out;
+		}
+		ev.data.ptr = NULL;
+	}
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev) < 0) {
 		perror("rstmem-bench-server: epoll_ctl");
 		goto out;
@@ -394,6 +447,10 @@ int main(int argc, char **argv)
 				accept_clients(epfd, lsock);
 				continue;
 			}
+			if (ptr == &inotify_fd) {
+				read_releases();
+				continue;
+			}
 			/*
 			 * Level-triggered: serve a few packets, then let the
 			 * other clients have a turn.
@@ -410,6 +467,11 @@ int main(int argc, char **argv)
 out:
 	while (conns)
 		conn_close(conns);
+	if (inotify_fd >= 0) {
+		read_releases();
+		printf("released %llu of %llu\n", (unsigned long long)released, (unsigned long long)watched);
+		close(inotify_fd);
+	}
 	close(lsock);
 	if (unlink(path) < 0 && errno != ENOENT)
 		fprintf(stderr, "rstmem-bench-server: unlink %s: %s\n", path, strerror(errno));

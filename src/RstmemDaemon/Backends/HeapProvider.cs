@@ -94,8 +94,13 @@ public abstract class HeapProvider(IKernel kernel, string name, UseCase? useCase
     protected abstract Errno AllocateBuffer(long requestedSize, out SafeFd buffer);
 
     /// <summary>The pool's counters, when the kernel knows them.</summary>
-    public PoolCounters? Counters =>
-        (Kernel as IPoolStatistics)?.TryGetCounters(UseCase is not null && Generation == KernelGeneration.V4 ? UseCase.Name : Name);
+    public PoolCounters? Counters => (Kernel as IPoolStatistics)?.TryGetCounters(PoolName);
+
+    /// <summary>The pool's size, when the kernel knows it: <see cref="PoolCounters.TotalBytes"/> without the rest.</summary>
+    public long? TotalBytes => Kernel is IPoolStatistics statistics && statistics.TryGetTotalBytes(PoolName, out long total) ? total : null;
+
+    /// <summary>What the kernel's statistics call this heap's pool: the use case in v4, else the heap.</summary>
+    private string PoolName => UseCase is not null && Generation == KernelGeneration.V4 ? UseCase.Name : Name;
 
     public void Dispose()
     {

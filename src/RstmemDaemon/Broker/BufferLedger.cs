@@ -233,8 +233,9 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
 
     /// <summary>
     /// Charges one buffer of <paramref name="size"/> bytes to <paramref name="uid"/>
-    /// before the kernel allocates it, after handling the releases that have
-    /// happened (so a refusal is never stale). EDQUOT when a limit would be
+    /// before the kernel allocates it. A limit it would pass is looked at again
+    /// after handling the releases that have happened (so a refusal is never
+    /// stale); a charge within every limit needs no such look. EDQUOT when a limit would be
     /// passed: <paramref name="refusal"/> names it, and <paramref name="firstBreach"/>
     /// is the limit's name the first time this uid breaches it (log it once),
     /// else null. A charge is either <see cref="TryRecord">recorded</see> or <see cref="Refund">refunded</see>.
@@ -242,23 +243,16 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     public Errno TryCharge(uint uid, string heap, long size, long shareLimit, out string refusal, out string? firstBreach)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(size);
-        HandleReleases();
         UserUsage user = User(uid);
-        refusal = "";
         firstBreach = null;
-        string? limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
-            : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
-            : null;
-        if (limit is null && !Shares.Fits(uid, heap, size, shareLimit, out refusal))
+        string? limit = LimitPassed(uid, user, heap, size, shareLimit, out refusal);
+        if (limit is not null && HandleReleases() > 0)
         {
-            limit = "pool share";
+            limit = LimitPassed(uid, user, heap, size, shareLimit, out refusal);
         }
         if (limit is not null && RecountBeforeRefusing(uid, user))
         {
-            limit = user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
-                : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
-                : !Shares.Fits(uid, heap, size, shareLimit, out refusal) ? "pool share"
-                : null;
+            limit = LimitPassed(uid, user, heap, size, shareLimit, out refusal);
         }
         if (limit is not null)
         {
@@ -271,6 +265,16 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         user.Bytes += size;
         Shares.Add(uid, heap, size, 1);
         return Errno.None;
+    }
+
+    /// <summary>The limit one more buffer of <paramref name="size"/> bytes would pass, or null; <paramref name="refusal"/> explains a pool share's.</summary>
+    private string? LimitPassed(uint uid, UserUsage user, string heap, long size, long shareLimit, out string refusal)
+    {
+        refusal = "";
+        return user.Buffers + 1 > Limits.MaxBuffersPerUser ? nameof(BrokerLimits.MaxBuffersPerUser)
+            : size > Limits.MaxBytesPerUser - user.Bytes ? nameof(BrokerLimits.MaxBytesPerUser)
+            : !Shares.Fits(uid, heap, size, shareLimit, out refusal) ? "pool share"
+            : null;
     }
 
     /// <summary>

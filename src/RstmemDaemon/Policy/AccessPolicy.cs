@@ -4,14 +4,47 @@ namespace Rstmem.Daemon.Policy;
 public sealed record AccessRule(string Name, IReadOnlyList<string> Heaps, IReadOnlyList<uint> Uids, IReadOnlyList<uint> Gids,
     IReadOnlyList<string> Units, IReadOnlyList<string> Labels, string Who)
 {
-    public bool Covers(string heap, string? useCase, bool restricted) =>
-        Heaps.Any(h => h == "*" || h == heap || (useCase is not null && h == useCase) || (restricted && h == AccessPolicy.RestrictedHeaps));
+    // Covers and Matches run for every ALLOC: loops, no lambdas or iterators to allocate.
+    public bool Covers(string heap, string? useCase, bool restricted)
+    {
+        for (int i = 0; i < Heaps.Count; i++)
+        {
+            string h = Heaps[i];
+            if (h == "*" || h == heap || (useCase is not null && h == useCase) || (restricted && h == AccessPolicy.RestrictedHeaps))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private bool Names(PeerIdentity peer)
+    {
+        if (Uids.Count == 0 && Gids.Count == 0)
+        {
+            return true; // anyone
+        }
+        for (int i = 0; i < Uids.Count; i++)
+        {
+            if (Uids[i] == peer.Uid)
+            {
+                return true;
+            }
+        }
+        for (int i = 0; i < Gids.Count; i++)
+        {
+            if (peer.InGroup(Gids[i]))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <summary>Whether <paramref name="peer"/> is granted; otherwise <paramref name="unmet"/> says what it lacks.</summary>
     public bool Matches(PeerIdentity peer, out string unmet)
     {
-        bool anyone = Uids.Count == 0 && Gids.Count == 0;
-        if (!anyone && !Uids.Contains(peer.Uid) && !Gids.Any(peer.InGroup))
+        if (!Names(peer))
         {
             unmet = $"needs {Who}";
             return false;
@@ -123,14 +156,29 @@ public sealed class AccessPolicy
         {
             return true;
         }
+        // A grant costs a walk of the rules and nothing more; only a refusal builds its text.
+        bool covered = false;
+        for (int i = 0; i < Rules.Count; i++)
+        {
+            AccessRule rule = Rules[i];
+            if (rule.Covers(heap, useCase, restricted))
+            {
+                covered = true;
+                if (rule.Matches(peer, out _))
+                {
+                    return true;
+                }
+            }
+        }
+        if (!covered && !restricted)
+        {
+            return true;
+        }
         string what = useCase is null ? heap : $"{useCase} ({heap})";
         var unmet = new List<string>();
         foreach (AccessRule rule in Rules.Where(r => r.Covers(heap, useCase, restricted)))
         {
-            if (rule.Matches(peer, out string why))
-            {
-                return true;
-            }
+            rule.Matches(peer, out string why);
             unmet.Add($"rule '{rule.Name}' {why}");
         }
         if (unmet.Count == 0)
@@ -151,17 +199,24 @@ public sealed class AccessPolicy
     /// entry in <see cref="PoolShares"/>) of a restricted pool whose size is known; no limit
     /// (long.MaxValue) otherwise, or for root when <see cref="ExemptRoot"/>.
     /// </summary>
-    public long ShareLimit(uint uid, string heap, string? useCase, bool restricted, long poolBytes)
-    {
-        if (poolBytes <= 0 || (ExemptRoot && uid == 0))
-        {
-            return long.MaxValue;
-        }
-        int percent = PoolShares.TryGetValue(heap, out int p) ? p
+    public long ShareLimit(uint uid, string heap, string? useCase, bool restricted, long poolBytes) =>
+        ShareLimit(SharePercentOf(uid, heap, useCase, restricted), poolBytes);
+
+    /// <summary>
+    /// The percent of the pool <paramref name="uid"/> may hold of this heap:
+    /// 100 (no share limit) for an exempt root, else the heap's or use case's
+    /// entry in <see cref="PoolShares"/>, else <see cref="SharePercent"/> for
+    /// restricted memory and 100 for the rest. The pool's size is needed only below 100.
+    /// </summary>
+    public int SharePercentOf(uint uid, string heap, string? useCase, bool restricted) =>
+        ExemptRoot && uid == 0 ? 100
+            : PoolShares.TryGetValue(heap, out int p) ? p
             : useCase is not null && PoolShares.TryGetValue(useCase, out p) ? p
             : restricted ? SharePercent : 100;
-        return percent >= 100 ? long.MaxValue : (long)(poolBytes * (decimal)percent / 100m);
-    }
+
+    /// <summary><paramref name="percent"/> of a pool of <paramref name="poolBytes"/>; no limit for 100 or a pool whose size is not known.</summary>
+    public static long ShareLimit(int percent, long poolBytes) =>
+        poolBytes <= 0 || percent >= 100 ? long.MaxValue : (long)(poolBytes * (decimal)percent / 100m);
 
     /// <summary>Root, or a member of an admin group: sees every user's usage.</summary>
     public bool IsAdmin(PeerIdentity peer) => peer.Uid == 0 || AdminGids.Any(peer.InGroup);

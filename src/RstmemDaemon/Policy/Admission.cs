@@ -21,15 +21,20 @@ internal static class Admission
         {
             return Errno.EACCES;
         }
-        // The share is of the pool as it is after the releases that have happened (a dynamic
-        // pool with nothing lent has no size), handled here through the ledger like any other.
-        ledger.HandleReleases();
         shareLimit = ShareLimit(policy, client.Uid, heap);
         return Errno.None;
     }
 
-    private static long ShareLimit(AccessPolicy policy, uint uid, HeapProvider heap) =>
-        policy.ShareLimit(uid, heap.Name, heap.UseCase?.Name, heap.Restricted, heap.Counters?.TotalBytes ?? 0);
+    /// <summary>
+    /// The share is of the pool as it is after the releases that have happened
+    /// (a dynamic pool with nothing lent has no size; the kernel answers for
+    /// that), and the pool's size is asked for only when a share applies.
+    /// </summary>
+    private static long ShareLimit(AccessPolicy policy, uint uid, HeapProvider heap)
+    {
+        int percent = policy.SharePercentOf(uid, heap.Name, heap.UseCase?.Name, heap.Restricted);
+        return percent >= 100 ? long.MaxValue : AccessPolicy.ShareLimit(percent, heap.TotalBytes ?? 0);
+    }
 
     /// <summary>
     /// The most one ALLOC by this caller could get from the heap: 0 when the policy refuses it,

@@ -21,18 +21,39 @@ public sealed class HeapShares
 {
     private readonly Dictionary<(uint Uid, string Heap), UserHeapUsage> usage = [];
 
-    public UserHeapUsage Of(uint uid, string heap)
+    // The entry asked for last: an ALLOC asks for its uid and heap four times (share,
+    // charge, record), and a client's requests come in runs. Entries are never removed,
+    // so what this holds stays the table's entry for that uid and heap.
+    private uint lastUid;
+    private string? lastHeap;
+    private UserHeapUsage? lastEntry;
+
+    public UserHeapUsage Of(uint uid, string heap) => Find(uid, heap) ?? Create(uid, heap);
+
+    private UserHeapUsage Create(uint uid, string heap)
     {
-        if (!usage.TryGetValue((uid, heap), out UserHeapUsage? entry))
-        {
-            entry = new UserHeapUsage();
-            usage[(uid, heap)] = entry;
-        }
-        return entry;
+        var entry = new UserHeapUsage();
+        usage[(uid, heap)] = entry;
+        return Remember(uid, heap, entry);
     }
 
     /// <summary>Reads without creating an entry.</summary>
-    public UserHeapUsage? Find(uint uid, string heap) => usage.GetValueOrDefault((uid, heap));
+    public UserHeapUsage? Find(uint uid, string heap)
+    {
+        if (lastEntry is not null && uid == lastUid && (ReferenceEquals(heap, lastHeap) || heap == lastHeap))
+        {
+            return lastEntry;
+        }
+        return usage.TryGetValue((uid, heap), out UserHeapUsage? entry) ? Remember(uid, heap, entry) : null;
+    }
+
+    private UserHeapUsage Remember(uint uid, string heap, UserHeapUsage entry)
+    {
+        lastUid = uid;
+        lastHeap = heap;
+        lastEntry = entry;
+        return entry;
+    }
 
     /// <summary>Adds <paramref name="bytes"/> (negative to take back) and <paramref name="buffers"/>.</summary>
     public void Add(uint uid, string heap, long bytes, long buffers)

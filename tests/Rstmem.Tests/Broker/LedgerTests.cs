@@ -13,6 +13,7 @@ public sealed class LedgerTests
     {
         private readonly Dictionary<long, Action> observed = [];
         private readonly HashSet<long> closed = [];
+        private readonly HashSet<long> reported = [];
         private readonly SafeFd events = Interop.Sys.TryMemfdCreate("events", Memfd.MFD_CLOEXEC, out SafeFd fd) == Errno.None ? fd : SafeFd.Invalid;
         private long next;
 
@@ -66,10 +67,19 @@ public sealed class LedgerTests
         /// <summary>The buffer's last reference went, but nothing reported it (a reference-counting kernel).</summary>
         public void CloseSilently(long handle) => closed.Add(handle);
 
+        /// <summary>The buffer's last reference went, and an event says so: the next <see cref="Drain"/> reports it.</summary>
+        public void Close(long handle)
+        {
+            closed.Add(handle);
+            reported.Add(handle);
+        }
+
         public int Drain()
         {
             Drains++;
-            return 0;
+            long[] events = [.. reported];
+            reported.Clear();
+            return Release(events);
         }
 
         public int Sweep() => Release(closed.ToArray());
@@ -161,6 +171,20 @@ public sealed class LedgerTests
     }
 
     [Fact]
+    public void A_charge_within_every_limit_handles_no_releases_and_a_refusal_handles_them_first()
+    {
+        var observer = new ScriptedObserver(null);
+        using var ledger = new BufferLedger(observer, new BrokerLimits(1, 1 << 20, 4));
+        Record(ledger, 4096);
+        Assert.Equal(0, observer.Drains); // within the limits: nothing to look at again
+
+        observer.Close(1); // the first buffer observed is released; the event waits in the queue
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
+        Assert.Equal(1, observer.Drains); // over MaxBuffersPerUser until the release was handled
+        Assert.Equal(1ul, ledger.Released);
+    }
+
+    [Fact]
     public void A_client_hammering_at_its_limit_causes_at_most_one_recount_per_interval()
     {
         var observer = new ScriptedObserver(pollInterval: 200);
@@ -172,7 +196,7 @@ public sealed class LedgerTests
             Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
         }
         Assert.Equal(1, observer.Rechecks);
-        Assert.Equal(101, observer.Drains); // the reported releases are handled every time: cheap, no per-buffer work
+        Assert.Equal(100, observer.Drains); // the reported releases are handled at every refusal: cheap, no per-buffer work
 
         now += 199;
         Assert.Equal(Errno.EDQUOT, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
