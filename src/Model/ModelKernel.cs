@@ -118,6 +118,10 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         }
     }
 
+    /// <summary>The descriptor this thread's last ioctl installed, and its file, for <see cref="AdoptInstalled"/>.</summary>
+    [ThreadStatic]
+    private static (ModelKernel? Kernel, int Fd, ModelFile? File) installed;
+
     /// <summary>Descriptors looked up by (device, inode) since start, a statx each; a handle the model resolved before costs none.</summary>
     internal long IdentityLookups => Interlocked.Read(ref identityLookups);
 
@@ -165,6 +169,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     public Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
     {
+        installed = default; // only what this call installs may be adopted after it
         Errno errno = Lookup(fd, out ModelFile? file);
         if (file is null)
         {
@@ -172,6 +177,20 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             return errno != Errno.None ? errno : Sys.TryIoctl(fd, request, argument, out result);
         }
         return file.Ioctl(fd, request, argument, out result);
+    }
+
+    public SafeFd AdoptInstalled(int fd)
+    {
+        (ModelKernel? kernel, int number, ModelFile? file) = installed;
+        installed = default;
+        var handle = SafeFd.DangerousAdopt(fd);
+        if (ReferenceEquals(kernel, this) && number == fd)
+        {
+            // Installed by this thread's last ioctl and not closed since (the caller
+            // adopts it before anything else): the number still names that file.
+            handle.Resolved = file;
+        }
+        return handle;
     }
 
     public Errno LSeek(SafeFd fd, long offset, int whence, out long position)
@@ -422,6 +441,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             return errno;
         }
         fd = handle.DangerousReleaseOwnership();
+        installed = (this, fd, shm);
         return Errno.None;
     }
 
@@ -475,6 +495,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         }
         Interlocked.Increment(ref liveBuffers);
         fd = handle.DangerousReleaseOwnership();
+        installed = (this, fd, buffer);
         return Errno.None;
     }
 

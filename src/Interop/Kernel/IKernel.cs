@@ -26,6 +26,15 @@ public interface IKernel
     /// </summary>
     Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result);
 
+    /// <summary>
+    /// Takes ownership of the descriptor the last <see cref="Ioctl"/> on this
+    /// thread installed (the number it returned or wrote into its argument),
+    /// called right after that ioctl. For the real kernel this is
+    /// <see cref="SafeFd.DangerousAdopt"/>; the model also keeps what it knows
+    /// of the new file in the handle, so the handle's calls need no lookup.
+    /// </summary>
+    SafeFd AdoptInstalled(int fd);
+
     /// <summary>lseek(2); for a dma-buf only (0, SEEK_END) and (0, SEEK_SET) succeed.</summary>
     Errno LSeek(SafeFd fd, long offset, int whence, out long position);
 

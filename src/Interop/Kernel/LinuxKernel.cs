@@ -18,6 +18,8 @@ public sealed class LinuxKernel : IKernel
 
     public Errno Open(string path, int flags, out SafeFd fd) => Sys.TryOpen(path, flags, out fd);
 
+    public SafeFd AdoptInstalled(int fd) => SafeFd.DangerousAdopt(fd);
+
     public Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result) =>
         Sys.TryIoctl(fd, request, argument, out result);
 

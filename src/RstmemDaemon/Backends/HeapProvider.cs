@@ -134,7 +134,7 @@ public sealed class DmaHeapProvider : HeapProvider
     {
         var data = new dma_heap_allocation_data { len = (ulong)requestedSize, fd_flags = Fcntl.O_RDWR | Fcntl.O_CLOEXEC };
         Errno errno = Kernel.Ioctl(node, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref data, out _);
-        buffer = errno == Errno.None ? SafeFd.DangerousAdopt((int)data.fd) : SafeFd.Invalid;
+        buffer = errno == Errno.None ? Kernel.AdoptInstalled((int)data.fd) : SafeFd.Invalid;
         return errno;
     }
 
@@ -156,7 +156,7 @@ public sealed class TeeRstmemProvider(IKernel kernel, SafeFd tee, UseCase useCas
     {
         var data = new tee_ioctl_rstmem_alloc_data { size = (ulong)requestedSize, use_case = UseCase!.Id };
         Errno errno = Kernel.Ioctl(tee, Tee.TEE_IOC_RSTMEM_ALLOC, ref data, out int fd);
-        buffer = errno == Errno.None ? SafeFd.DangerousAdopt(fd) : SafeFd.Invalid;
+        buffer = errno == Errno.None ? Kernel.AdoptInstalled(fd) : SafeFd.Invalid;
         return errno;
     }
 }

@@ -136,7 +136,7 @@ internal sealed class HeapIoctlHandler(BackendSelection backend, BufferLedger le
 
     private OutgoingReply Allocated(Connection client, rstmem_header header, HeapProvider heap, byte[] data, int result, long charge)
     {
-        var buffer = SafeFd.DangerousAdopt((int)MemoryMarshal.Read<uint>(data.AsSpan(FdOffset)));
+        SafeFd buffer = backend.Kernel.AdoptInstalled((int)MemoryMarshal.Read<uint>(data.AsSpan(FdOffset)));
         Errno errno = Sys.TryFcntl(buffer, Fcntl.F_GETFD, 0, out int fdFlags);
         long actual = 0;
         if (errno == Errno.None)

@@ -22,6 +22,8 @@ public sealed class ProbeTests
 
         public Errno Open(string path, int flags, out SafeFd fd) => inner.Open(path, flags, out fd);
 
+        public SafeFd AdoptInstalled(int fd) => inner.AdoptInstalled(fd);
+
         public Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
         {
             Errno errno = inner.Ioctl(fd, request, argument, out result);

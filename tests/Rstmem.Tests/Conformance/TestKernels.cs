@@ -16,6 +16,8 @@ internal sealed class BuggyKernel(ModelKernel model) : IKernel, IDisposable
 
     public Errno Open(string path, int flags, out SafeFd fd) => model.Open(path, flags, out fd);
 
+    public SafeFd AdoptInstalled(int fd) => model.AdoptInstalled(fd);
+
     public Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
     {
         Errno errno = model.Ioctl(fd, request, argument, out result);
@@ -63,6 +65,8 @@ internal sealed class NoDevicesKernel : IKernel
         fd = SafeFd.Invalid;
         return Errno.ENOENT;
     }
+
+    public SafeFd AdoptInstalled(int fd) => SafeFd.DangerousAdopt(fd);
 
     public Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
     {

@@ -53,6 +53,39 @@ public sealed class ModelKernelTests
     }
 
     [Fact]
+    public void A_descriptor_adopted_from_the_ioctl_that_installed_it_needs_no_lookup()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        using SafeFd heap = model.OpenOrFail("/dev/dma_heap/system");
+        long start = model.IdentityLookups;
+        var data = new dma_heap_allocation_data { len = 8192, fd_flags = Fcntl.O_RDWR | Fcntl.O_CLOEXEC };
+        Assert.Equal(Errno.None, model.Ioctl(heap, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref data, out _));
+        using (SafeFd buffer = model.AdoptInstalled((int)data.fd))
+        {
+            Assert.Equal(8192, model.SizeOf(buffer));
+            Assert.Equal(start, model.IdentityLookups);
+        }
+
+        // Only the last ioctl's: one that failed since installed nothing, and the number is looked up.
+        data.fd = 0; // dma_heap_ioctl_allocate: an fd passed in is EINVAL
+        Assert.Equal(Errno.None, model.Ioctl(heap, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref data, out _));
+        int earlier = (int)data.fd;
+        var refused = new dma_heap_allocation_data { len = 8192, fd_flags = 0x40000000 };
+        Assert.Equal(Errno.EINVAL, model.Ioctl(heap, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref refused, out _));
+        using SafeFd adopted = model.AdoptInstalled(earlier);
+        Assert.Equal(8192, model.SizeOf(adopted));
+        Assert.Equal(start + 1, model.IdentityLookups);
+
+        // Another model's adoption keeps nothing of this one's file.
+        data.fd = 0;
+        Assert.Equal(Errno.None, model.Ioctl(heap, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref data, out _));
+        using ModelKernel other = ModelKit.Model("mainline");
+        using SafeFd foreign = other.AdoptInstalled((int)data.fd);
+        Assert.Equal(8192, model.SizeOf(foreign));
+        Assert.Equal(start + 2, model.IdentityLookups);
+    }
+
+    [Fact]
     public void The_supplicant_device_has_its_own_id_space()
     {
         // tee_device_alloc: one teedev->idr per device; /dev/teepriv0 is another device than /dev/tee0.
