@@ -380,9 +380,13 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             requested.CopyTo(name);
             length = requested.Length;
         }
+        else if (requested.Length == 0)
+        {
+            length = DefaultName(heap, client, name[..^1]);
+        }
         else
         {
-            string text = requested.Length > 0 ? Encoding.UTF8.GetString(requested) : DefaultName(heap, client);
+            string text = Encoding.UTF8.GetString(requested); // invalid UTF-8: replacement characters
             if (!Encoding.UTF8.TryGetBytes(text, name[..^1], out length))
             {
                 // Replacement characters made it longer than the field: keep what fits, whole characters only.
@@ -395,13 +399,29 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
 
     /// <summary>
     /// &lt;use case short name&gt;:&lt;pid&gt;:&lt;seq&gt; ("svp:812:3"), or the heap's name
-    /// (at most 12 characters) for a plain heap; at most DMA_BUF_NAME_LEN - 1 characters.
+    /// (at most 12 characters) for a plain heap, in UTF-8 straight into
+    /// <paramref name="name"/> (no string: every unnamed ALLOC makes one), cut
+    /// to fit it at a character's start; its length.
     /// </summary>
-    private static string DefaultName(HeapProvider heap, Connection client)
+    private static int DefaultName(HeapProvider heap, Connection client, Span<byte> name)
     {
-        string prefix = heap.UseCase?.ShortName ?? (heap.Name.Length > 12 ? heap.Name[..12] : heap.Name);
-        string name = string.Create(CultureInfo.InvariantCulture, $"{prefix}:{client.Pid}:{++client.Sequence}");
-        return name.Length > RSTMEM_BUFFER_NAME_LEN - 1 ? name[..(RSTMEM_BUFFER_NAME_LEN - 1)] : name;
+        ReadOnlySpan<char> prefix = heap.UseCase is { } useCase ? useCase.ShortName : heap.Name.AsSpan(0, Math.Min(heap.Name.Length, 12));
+        // 12 characters of at most 3 bytes, two colons and two numbers of at most 20 digits fit.
+        Span<byte> text = stackalloc byte[96];
+        if (!System.Text.Unicode.Utf8.TryWrite(text, CultureInfo.InvariantCulture, $"{prefix}:{client.Pid}:{++client.Sequence}", out int length))
+        {
+            throw new InvalidOperationException($"a default buffer name did not fit {text.Length} bytes");
+        }
+        if (length > name.Length)
+        {
+            length = name.Length;
+            while (length > 0 && (text[length] & 0xC0) == 0x80)
+            {
+                length--; // not inside a character
+            }
+        }
+        text[..length].CopyTo(name);
+        return length;
     }
 
     private static uint Generation(KernelGeneration? generation) => generation switch
