@@ -12,7 +12,8 @@
 #                         or a stage failed
 #   ./build.sh run ...    build, then run `rstmemd serve ...` in the foreground
 #   ./build.sh bench ...  build, then run a benchmark: allocator or broker [options];
-#                         broker also runs its Linux 7.2 part (tests/kernel/bench-guest.sh)
+#                         broker measures the NativeAOT rstmemd (published first) and
+#                         also runs its Linux 7.2 part (tests/kernel/bench-guest.sh)
 #                         unless given --no-guest, and exits non-zero if either failed to run
 #   ./build.sh publish    packaging/publish.sh: the published daemon in dist/
 #   ./build.sh package    packaging/package.sh: the Debian packages
@@ -237,14 +238,27 @@ run_packaging() {
 
 # The benchmarks. `broker` is the model benchmark, then its part on a real
 # reference-counting kernel, the Linux 7.2 guest (tests/kernel/bench-guest.sh);
-# --no-guest leaves that out. Both run even when the first fails.
+# --no-guest leaves that out. Both run even when the first fails. The model
+# benchmark measures the NativeAOT rstmemd the packages ship, published here
+# first (packaging/publish.sh for this machine's architecture), unless
+# --daemon names another executable.
 bench() {
   local benchmarks=$ROOT/tests/Rstmem.Benchmarks/bin/$CONFIGURATION/net10.0/rstmem-benchmarks.dll
   [ "${1:-}" = broker ] || exec dotnet "$benchmarks" "$@"
-  local guest=1 args=() status=0
+  local guest=1 args=() status=0 daemon_given=0 rid
   for arg in "$@"; do
+    [ "$arg" = --daemon ] && daemon_given=1
     if [ "$arg" = --no-guest ]; then guest=0; else args+=("$arg"); fi
   done
+  if [ "$daemon_given" -eq 0 ]; then
+    case "$(uname -m)" in
+      x86_64) rid=linux-x64 ;;
+      aarch64) rid=linux-arm64 ;;
+      *) die "bench broker: no NativeAOT rstmemd for $(uname -m); pass --daemon PATH" ;;
+    esac
+    "$ROOT/packaging/publish.sh" "$rid" || die "bench broker: publishing the NativeAOT rstmemd failed"
+    args+=(--daemon "$ROOT/dist/$rid/rstmemd")
+  fi
   dotnet "$benchmarks" "${args[@]}" || status=$?
   if [ "$guest" -eq 1 ]; then
     "$ROOT/tests/kernel/bench-guest.sh" || status=$?

@@ -114,6 +114,9 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
         return wakes ? RunReleased() : 0;
     }
 
+    /// <summary>With close events, the releases the model found on any thread run now; with reference counting they wait for the sweep.</summary>
+    public int HandleFound() => wakes ? RunReleased() : 0;
+
     public int Sweep()
     {
         if (wakes)

@@ -13,17 +13,38 @@ namespace Rstmem.Benchmarks;
 /// (src/Native/bench/rstmem-bench-server.c: an epoll server sending a fresh
 /// sealed memfd per request), measured in the same run by the same C load
 /// generator, unpinned and with server and clients pinned to CPU 0 alike.
-/// Each configuration runs R times (default 3), the two servers taking turns,
+/// The same C server with --watch-releases also watches each buffer for its
+/// release as the model and Linux 6.1 make rstmemd do (an inotify watch on
+/// /proc/self/fd/N): what that watch alone costs, measured beside the rest.
+/// Each configuration runs R times (default 3), the servers taking turns,
 /// and each figure is the median of its R runs: unpinned, where the scheduler
 /// puts client and server decides whether each request wakes an idle vCPU
 /// (about 20 us each way on the 2-vCPU build VM), one run's p50 can land
-/// either side of that, for either server. The daemon is the rstmemd.dll
-/// built beside this benchmark, or the executable given with --daemon (a
-/// published build).
+/// either side of that, for any server. The daemon is the rstmemd.dll
+/// built beside this benchmark (the JIT), or the executable given with
+/// --daemon (./build.sh bench broker gives the NativeAOT one the packages ship).
 /// </summary>
 internal static class BrokerBenchmark
 {
     internal sealed record Result(double P50, double P99, double Throughput, long RoundTrips, long Errors);
+
+    /// <summary>What answers the load generator.</summary>
+    private enum Server
+    {
+        Daemon,
+        Baseline,
+        /// <summary>The baseline that also watches each buffer's release (--watch-releases).</summary>
+        WatchingBaseline,
+    }
+
+    private static readonly Server[] Servers = [Server.Daemon, Server.Baseline, Server.WatchingBaseline];
+
+    private static string Label(Server server, string? daemonPath) => server switch
+    {
+        Server.Daemon => daemonPath is null ? "rstmemd (model, JIT)" : "rstmemd (model)",
+        Server.Baseline => "C epoll baseline",
+        _ => "C + release watch",
+    };
 
     private const string Usage = "usage: rstmem-benchmarks broker [--clients N] [--size S] [--seconds T] [--repeat R] [--daemon PATH]";
 
@@ -100,32 +121,38 @@ internal static class BrokerBenchmark
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"rstmemd bench: {ByteSize.Format(size)} buffers, {seconds:0.#} s per run, {Environment.ProcessorCount} CPUs; round trip = request sent to descriptor in hand"));
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"each row: the median of {repeat} runs, the two servers taking turns; p50 range = the runs' lowest and highest p50"));
-            stdout.WriteLine("load generator: src/Native/bench/rstmem-bench-client.c against both servers; pinned = server and clients on CPU 0 (taskset -c 0)");
+                $"each row: the median of {repeat} runs, the servers taking turns; p50 range = the runs' lowest and highest p50"));
+            stdout.WriteLine("load generator: src/Native/bench/rstmem-bench-client.c against every server; pinned = server and clients on CPU 0 (taskset -c 0)");
+            stdout.WriteLine("C + release watch = the C baseline with --watch-releases: an inotify watch per buffer, as rstmemd keeps on the model and Linux 6.1");
+            stdout.WriteLine(daemonPath is null
+                ? "rstmemd = rstmemd.dll under the JIT (--daemon PATH measures a published executable)"
+                : $"rstmemd = {daemonPath}");
             stdout.WriteLine();
             stdout.WriteLine($"{"clients",7}  {"pinning",-8}  {"server",-22}  {"p50 us",8}  {"p99 us",8}  {"allocs/s",10}  {"p50 range us",14}");
-            var rows = new List<(int Clients, bool Pinned, Result Ours, Result Baseline)>();
+            var rows = new List<(int Clients, bool Pinned, Result Ours, Result Baseline, Result Watching)>();
             foreach (int n in clients == 1 ? new[] { 1 } : [1, clients])
             {
                 foreach (bool pinned in new[] { false, true })
                 {
-                    var ourRuns = new List<Result>();
-                    var baselineRuns = new List<Result>();
+                    var runs = Servers.ToDictionary(server => server, _ => new List<Result>());
                     for (int run = 0; run < repeat; run++)
                     {
-                        ourRuns.Add(Measure(native, directory, pinned, n, size, seconds, daemon: true, daemonPath));
-                        baselineRuns.Add(Measure(native, directory, pinned, n, size, seconds, daemon: false, daemonPath));
+                        foreach (Server server in Servers)
+                        {
+                            runs[server].Add(Measure(native, directory, pinned, n, size, seconds, server, daemonPath));
+                        }
                     }
-                    Result ours = Median(ourRuns);
-                    Result baseline = Median(baselineRuns);
-                    rows.Add((n, pinned, ours, baseline));
-                    Print(stdout, n, pinned, "rstmemd (model)", ours, ourRuns);
-                    Print(stdout, n, pinned, "C epoll baseline", baseline, baselineRuns);
+                    foreach (Server server in Servers)
+                    {
+                        Print(stdout, n, pinned, Label(server, daemonPath), Median(runs[server]), runs[server]);
+                    }
+                    rows.Add((n, pinned, Median(runs[Server.Daemon]), Median(runs[Server.Baseline]), Median(runs[Server.WatchingBaseline])));
                 }
             }
             stdout.WriteLine();
-            stdout.WriteLine($"{"clients",7}  {"pinning",-8}  {"p50 ratio",9}  {"p99 ratio",9}  {"throughput ratio",16}  targets");
-            foreach (var (n, pinned, ours, baseline) in rows)
+            stdout.WriteLine("against the C baseline (the targets), and what the release watch alone costs it (C + release watch against C):");
+            stdout.WriteLine($"{"clients",7}  {"pinning",-8}  {"p50 ratio",9}  {"p99 ratio",9}  {"throughput ratio",16}  {"watch alone: p50, p99, throughput",34}  targets");
+            foreach (var (n, pinned, ours, baseline, watching) in rows)
             {
                 double p50 = ours.P50 / baseline.P50;
                 double p99 = ours.P99 / baseline.P99;
@@ -133,12 +160,22 @@ internal static class BrokerBenchmark
                 string verdict = n == 1
                     ? $"p50 <= 1.5x: {(p50 <= 1.5 ? "met" : "NOT met")}; p99 <= 3x: {(p99 <= 3 ? "met" : "NOT met")}"
                     : $"throughput >= 0.6x: {(throughput >= 0.6 ? "met" : "NOT met")}";
+                string watch = string.Create(CultureInfo.InvariantCulture,
+                    $"{watching.P50 / baseline.P50:F2}x, {watching.P99 / baseline.P99:F2}x, {watching.Throughput / baseline.Throughput:F2}x");
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{n,7}  {(pinned ? "cpu 0" : "none"),-8}  {p50,8:F2}x  {p99,8:F2}x  {throughput,15:F2}x  {verdict}"));
+                    $"{n,7}  {(pinned ? "cpu 0" : "none"),-8}  {p50,8:F2}x  {p99,8:F2}x  {throughput,15:F2}x  {watch,34}  {verdict}"));
+            }
+            stdout.WriteLine();
+            stdout.WriteLine("against the C baseline with the release watch (the same per-buffer kernel work as rstmemd on the model):");
+            stdout.WriteLine($"{"clients",7}  {"pinning",-8}  {"p50 ratio",9}  {"p99 ratio",9}  {"throughput ratio",16}");
+            foreach (var (n, pinned, ours, _, watching) in rows)
+            {
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{n,7}  {(pinned ? "cpu 0" : "none"),-8}  {ours.P50 / watching.P50,8:F2}x  {ours.P99 / watching.P99,8:F2}x  {ours.Throughput / watching.Throughput,15:F2}x"));
             }
             stdout.WriteLine();
             bool loadErrors = BrokerLoadBenchmark.Run(native, directory, size, seconds, rows[0].Baseline.P50, stdout);
-            return loadErrors || rows.Any(r => r.Ours.Errors > 0 || r.Baseline.Errors > 0) ? 1 : 0;
+            return loadErrors || rows.Any(r => r.Ours.Errors > 0 || r.Baseline.Errors > 0 || r.Watching.Errors > 0) ? 1 : 0;
         }
         finally
         {
@@ -162,10 +199,12 @@ internal static class BrokerBenchmark
             runs.Sum(r => r.RoundTrips), runs.Sum(r => r.Errors));
     }
 
-    private static Result Measure(string native, string directory, bool pinned, int clients, long size, double seconds, bool daemon, string? daemonPath)
+    private static Result Measure(string native, string directory, bool pinned, int clients, long size, double seconds, Server which, string? daemonPath)
     {
+        bool daemon = which == Server.Daemon;
         string socket = Path.Combine(directory, daemon ? "rstmemd.sock" : "baseline.sock");
-        using Process server = daemon ? StartDaemon(directory, socket, pinned, daemonPath) : StartBaseline(native, socket, pinned);
+        using Process server = daemon ? StartDaemon(directory, socket, pinned, daemonPath)
+            : StartBaseline(native, socket, pinned, watchReleases: which == Server.WatchingBaseline);
         try
         {
             WaitUntilServing(socket, server, daemon);
@@ -219,9 +258,9 @@ internal static class BrokerBenchmark
         return Process.Start(info)!;
     }
 
-    private static Process StartBaseline(string native, string socket, bool pinned)
+    private static Process StartBaseline(string native, string socket, bool pinned, bool watchReleases)
     {
-        ProcessStartInfo info = Command(pinned, Path.Combine(native, "rstmem-bench-server"), [socket]);
+        ProcessStartInfo info = Command(pinned, Path.Combine(native, "rstmem-bench-server"), watchReleases ? ["--watch-releases", socket] : [socket]);
         info.RedirectStandardOutput = true;
         info.RedirectStandardError = true;
         return Process.Start(info)!;

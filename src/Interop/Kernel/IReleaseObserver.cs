@@ -79,6 +79,17 @@ public interface IReleaseObserver : IDisposable
     int Drain();
 
     /// <summary>
+    /// Runs the callbacks of releases already found but not yet run (by a
+    /// kernel's own drain, as the model's before it allocates), without a
+    /// system call: the part of <see cref="Drain"/> that needs none. The
+    /// broker calls it after recording each new buffer, so a release found
+    /// while the buffer was made is handled then, not a wake-up later. Returns
+    /// how many were handled; an observer that runs every release it finds at
+    /// once has none waiting.
+    /// </summary>
+    int HandleFound() => 0;
+
+    /// <summary>
     /// The timer's turn (every <see cref="PollIntervalMilliseconds"/>): finds
     /// releases nothing reported, looking at a bounded number of buffers per
     /// call, round robin, so every buffer is looked at within a few turns.

@@ -348,6 +348,9 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         User(uid).Bytes += size - charged;
         Shares.Add(uid, heap, size - charged, 0);
         Shares.Of(uid, heap).Allocations++;
+        // The kernel may have found releases while it made this buffer (the model drains its
+        // watch before it allocates): they are handled now, not after a wake-up.
+        releases.HandleFound();
         return Errno.None;
     }
 

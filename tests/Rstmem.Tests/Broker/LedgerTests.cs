@@ -14,6 +14,7 @@ public sealed class LedgerTests
         private readonly Dictionary<long, Action> observed = [];
         private readonly HashSet<long> closed = [];
         private readonly HashSet<long> reported = [];
+        private readonly HashSet<long> found = [];
         private readonly SafeFd events = Interop.Sys.TryMemfdCreate("events", Memfd.MFD_CLOEXEC, out SafeFd fd) == Errno.None ? fd : SafeFd.Invalid;
         private long next;
 
@@ -72,6 +73,20 @@ public sealed class LedgerTests
         {
             closed.Add(handle);
             reported.Add(handle);
+        }
+
+        /// <summary>Releases found by the kernel's own drain: <see cref="HandleFound"/> runs them.</summary>
+        public void Find(long handle)
+        {
+            closed.Add(handle);
+            found.Add(handle);
+        }
+
+        public int HandleFound()
+        {
+            long[] handles = [.. found];
+            found.Clear();
+            return Release(handles);
         }
 
         public int Drain()
@@ -182,6 +197,22 @@ public sealed class LedgerTests
         Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
         Assert.Equal(1, observer.Drains); // over MaxBuffersPerUser until the release was handled
         Assert.Equal(1ul, ledger.Released);
+    }
+
+    [Fact]
+    public void Releases_the_kernel_found_while_a_buffer_was_made_are_handled_when_it_is_recorded()
+    {
+        var observer = new ScriptedObserver(null);
+        using var ledger = new BufferLedger(observer, new BrokerLimits(4, 1 << 20, 4));
+        Record(ledger, 4096);
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", 4096, long.MaxValue, out _, out _));
+        observer.Find(1); // the first buffer's release, found by the kernel as it allocated the second
+        Assert.Equal(0ul, ledger.Released);
+
+        Assert.Equal(Errno.None, ledger.TryRecord(SafeFd.Invalid, Uid, 42, "heap", 4096, 4096, 1, out _));
+        Assert.Equal(1ul, ledger.Released);
+        Assert.Equal(0, observer.Drains);
+        Assert.Equal(1, ledger.User(Uid).Buffers);
     }
 
     [Fact]

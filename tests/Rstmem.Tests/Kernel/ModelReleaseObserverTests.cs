@@ -78,6 +78,26 @@ public sealed class ModelReleaseObserverTests
     }
 
     [Fact]
+    public void A_release_the_model_found_before_an_allocation_runs_without_a_system_call()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
+        int released = 0;
+        using (SafeFd buffer = model.HeapAllocOrFail("system", 4096))
+        {
+            Assert.Equal(Errno.None, observer.Observe(buffer, () => released++, out _));
+        }
+        Assert.Equal(0, observer.HandleFound()); // nobody has read the model's watch yet
+
+        using SafeFd next = model.HeapAllocOrFail("system", 4096); // the model drains its watch before it allocates
+        Assert.Equal(0, released);
+        Assert.Equal(1, observer.HandleFound());
+        Assert.Equal(1, released);
+        Assert.Equal(0, observer.Drain()); // the wake-up written for it finds nothing left to run
+        Assert.Equal(1, released);
+    }
+
+    [Fact]
     public void A_TEE_registration_holds_the_buffer_after_its_descriptor_closes()
     {
         using ModelKernel model = ModelKit.Model("mainline");
