@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Rstmem.Daemon.Policy;
 using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
@@ -69,9 +70,27 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         public int Next;
         public ushort Heap;
         public bool Released;
+        /// <summary>Released and still FREE-able: the neighbours in its connection's <see cref="Kept"/> list.</summary>
+        public int KeptPrevious;
+        public int KeptNext;
     }
 
-    /// <summary>Slots per chunk: 1,024 slots of 48 bytes, 48 KiB, below the large object threshold (85,000 bytes).</summary>
+    /// <summary>
+    /// A connection's released buffers it may still FREE, oldest first, linked
+    /// through the slots: at most <see cref="KeptPerConnection"/>, so a client
+    /// that never sends FREE cannot grow the ledger for as long as it stays connected.
+    /// </summary>
+    private struct Kept
+    {
+        public int Oldest;
+        public int Newest;
+        public int Count;
+    }
+
+    /// <summary>Released buffers a connection may still FREE; past this the oldest is forgotten (its FREE is ENOENT).</summary>
+    internal const int KeptPerConnection = 1024;
+
+    /// <summary>Slots per chunk: 1,024 slots of 56 bytes, 56 KiB, below the large object threshold (85,000 bytes).</summary>
     internal const int ChunkSlots = 1 << ChunkShift;
     private const int ChunkShift = 10;
     private const int NoSlot = -1;
@@ -94,6 +113,7 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     private int[] byId = NewBuckets(ChunkSlots);
     private int slotsInUse;
     private readonly Dictionary<uint, UserUsage> users = [];
+    private readonly Dictionary<long, Kept> kept = [];
     private readonly Dictionary<string, ushort> heapIndex = new(StringComparer.Ordinal);
     private readonly List<(string Name, HeapUsage Usage)> heaps = [];
     private readonly List<long> recheck = [];
@@ -466,10 +486,14 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
             return Errno.ENOENT;
         }
         released = At(slot).Released;
-        At(slot).Connection = 0;
         if (released)
         {
+            Unkeep(ref CollectionsMarshal.GetValueRefOrNullRef(kept, connection), slot);
             Forget(slot);
+        }
+        else
+        {
+            At(slot).Connection = 0;
         }
         return Errno.None;
     }
@@ -489,6 +513,57 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
                 }
             }
         }
+        kept.Remove(connection); // every slot on its list was forgotten above
+    }
+
+    /// <summary>A released buffer its connection may still FREE goes on the connection's list; past the bound the oldest there is forgotten.</summary>
+    private void Keep(int slot)
+    {
+        ref Slot record = ref At(slot);
+        ref Kept list = ref CollectionsMarshal.GetValueRefOrAddDefault(kept, record.Connection, out bool listed);
+        if (!listed)
+        {
+            list.Oldest = list.Newest = NoSlot;
+        }
+        record.KeptNext = NoSlot;
+        record.KeptPrevious = list.Newest;
+        if (list.Newest != NoSlot)
+        {
+            At(list.Newest).KeptNext = slot;
+        }
+        else
+        {
+            list.Oldest = slot;
+        }
+        list.Newest = slot;
+        if (++list.Count > KeptPerConnection)
+        {
+            int oldest = list.Oldest;
+            Unkeep(ref list, oldest);
+            Forget(oldest);
+        }
+    }
+
+    private void Unkeep(ref Kept list, int slot)
+    {
+        ref Slot record = ref At(slot);
+        if (record.KeptPrevious != NoSlot)
+        {
+            At(record.KeptPrevious).KeptNext = record.KeptNext;
+        }
+        else
+        {
+            list.Oldest = record.KeptNext;
+        }
+        if (record.KeptNext != NoSlot)
+        {
+            At(record.KeptNext).KeptPrevious = record.KeptPrevious;
+        }
+        else
+        {
+            list.Newest = record.KeptPrevious;
+        }
+        list.Count--;
     }
 
     private void Forget(int slot)
@@ -520,6 +595,10 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         if (record.Connection == 0)
         {
             Forget(slot);
+        }
+        else
+        {
+            Keep(slot);
         }
         BufferReleased?.Invoke(id, uid, heapName, size);
     }

@@ -216,6 +216,68 @@ public sealed class LedgerTests
     }
 
     [Fact]
+    public void A_connection_that_never_frees_keeps_a_bounded_number_of_released_records()
+    {
+        var observer = new ScriptedObserver(null);
+        int buffers = BufferLedger.KeptPerConnection + 10;
+        using var ledger = new BufferLedger(observer, new BrokerLimits(buffers, 1L << 40, 4));
+        var ids = new List<ulong>();
+        for (int i = 0; i < buffers; i++)
+        {
+            ids.Add(Record(ledger, 4096));
+            observer.Close(i + 1); // the client closes each buffer and never sends FREE
+            ledger.HandleReleases();
+        }
+        Assert.Equal((ulong)buffers, ledger.Released);
+        Assert.Equal(BufferLedger.KeptPerConnection, ledger.SlotsInUse);
+
+        // The oldest were forgotten; the newest can still be freed, once.
+        Assert.Equal(Errno.ENOENT, ledger.Free(1, ids[9], out _));
+        Assert.Equal(Errno.None, ledger.Free(1, ids[10], out bool released));
+        Assert.True(released);
+        Assert.Equal(Errno.ENOENT, ledger.Free(1, ids[10], out _));
+        Assert.Equal(BufferLedger.KeptPerConnection - 1, ledger.SlotsInUse);
+    }
+
+    [Fact]
+    public void A_freed_record_leaves_the_kept_list_and_the_oldest_is_still_forgotten_first()
+    {
+        var observer = new ScriptedObserver(null);
+        using var ledger = new BufferLedger(observer, new BrokerLimits(BufferLedger.KeptPerConnection + 2, 1L << 40, 4));
+        ulong first = Record(ledger, 4096);
+        ulong second = Record(ledger, 4096);
+        ulong third = Record(ledger, 4096);
+        observer.Close(1);
+        observer.Close(2);
+        observer.Close(3);
+        ledger.HandleReleases();
+        Assert.Equal(Errno.None, ledger.Free(1, second, out bool released)); // out of the middle of the list
+        Assert.True(released);
+
+        // Kept: first, third. Fill the list to its bound and one past: the first goes, the third stays.
+        for (int i = 0; i < BufferLedger.KeptPerConnection - 1; i++)
+        {
+            Record(ledger, 4096);
+            observer.Close(4 + i);
+            ledger.HandleReleases();
+        }
+        Assert.Equal(BufferLedger.KeptPerConnection, ledger.SlotsInUse);
+        Assert.Equal(Errno.ENOENT, ledger.Free(1, first, out _));
+        Assert.Equal(Errno.None, ledger.Free(1, third, out released));
+        Assert.True(released);
+
+        // Another connection's list is its own, and closing a connection drops its list.
+        ulong other = Record(ledger, 4096, connection: 2);
+        observer.Close(3 + BufferLedger.KeptPerConnection);
+        ledger.HandleReleases();
+        ledger.ConnectionClosed(1);
+        Assert.Equal(1, ledger.SlotsInUse);
+        Assert.Equal(Errno.None, ledger.Free(2, other, out released));
+        Assert.True(released);
+        Assert.Equal(0, ledger.SlotsInUse);
+    }
+
+    [Fact]
     public void A_client_hammering_at_its_limit_causes_at_most_one_recount_per_interval()
     {
         var observer = new ScriptedObserver(pollInterval: 200);
@@ -295,13 +357,13 @@ public sealed class LedgerTests
         Assert.Equal(buffers, ledger.SlotsInUse);
         Assert.Equal(Enumerable.Range(0, buffers).Select(i => (long)i), observer.Tokens); // new slots in order
 
-        // Released, but their connection may still FREE them: the slots stay taken.
+        // Released, and their connection may still FREE the newest of them: those slots stay taken.
         observer.CloseAllSilently();
         while (ledger.Sweep() > 0)
         {
         }
         Assert.Equal(0UL, ledger.LiveBuffers);
-        Assert.Equal(buffers, ledger.SlotsInUse);
+        Assert.Equal(BufferLedger.KeptPerConnection, ledger.SlotsInUse);
         ledger.ConnectionClosed(1);
         Assert.Equal(0, ledger.SlotsInUse);
 

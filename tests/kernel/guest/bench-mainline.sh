@@ -28,6 +28,10 @@ SIZE=4096
 
 bail() { echo "bench-mainline: FAILED: $*" >&2; [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID"; exit 1; }
 
+# Microsecond timings need a clock finer than the jiffy (bench-guest.sh passes tsc=reliable).
+clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource) || bail "no clocksource in sysfs"
+[ "$clocksource" = tsc ] || bail "the guest's clocksource is '$clocksource', expected tsc: its clock would step by jiffies and every timing be a multiple of them"
+
 # The holder, the daemon's duplicates and the bench all hold descriptors by the thousand.
 ulimit -n 65536 || bail "ulimit -n 65536"
 cat > /tmp/bench.json <<EOF
