@@ -507,8 +507,10 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     /// <summary>
     /// A memfd's name (what /proc/PID/fd shows for the model's file) formatted
-    /// into <paramref name="destination"/> without a string; one that does not
-    /// fit is cut to what did, in whole formatted parts (the name is only a label).
+    /// into <paramref name="destination"/> without a string. One that does not
+    /// fit (a heap or device name of some 240 bytes) is left empty, as
+    /// Utf8.TryWrite leaves it: the name is only a label, and memfd_create
+    /// takes an empty one.
     /// </summary>
     private static ReadOnlySpan<byte> MemfdName(Span<byte> destination,
         [InterpolatedStringHandlerArgument(nameof(destination))] ref Utf8.TryWriteInterpolatedStringHandler name)
