@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
 using System.Text.Json;
 using Rstmem.Daemon.Client;
 using Rstmem.Interop;
@@ -24,7 +26,7 @@ namespace Rstmem.Benchmarks;
 /// built beside this benchmark (the JIT), or the executable given with
 /// --daemon (./build.sh bench broker gives the NativeAOT one the packages ship).
 /// </summary>
-internal static class BrokerBenchmark
+internal static partial class BrokerBenchmark
 {
     internal sealed record Result(double P50, double P99, double Throughput, long RoundTrips, long Errors);
 
@@ -208,7 +210,12 @@ internal static class BrokerBenchmark
         try
         {
             WaitUntilServing(socket, server, daemon);
-            return RunGenerator(native, socket, pinned, clients, size, seconds, "secure-video", daemon ? "rstmemd" : "the baseline");
+            Result result = RunGenerator(native, socket, pinned, clients, size, seconds, "secure-video", daemon ? "rstmemd" : "the baseline");
+            if (which == Server.WatchingBaseline)
+            {
+                CheckEveryReleaseSeen(server, result);
+            }
+            return result;
         }
         finally
         {
@@ -217,6 +224,42 @@ internal static class BrokerBenchmark
                 server.Kill();
             }
             server.WaitForExit();
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
+
+    private const int SIGTERM = 15;
+
+    /// <summary>
+    /// Stops the C server with --watch-releases the orderly way (SIGTERM) and
+    /// reads its "released N of M": every buffer it watched must have been
+    /// seen released (the generator has exited, so nothing is held), or its
+    /// row would time a watch that reports nothing.
+    /// </summary>
+    private static void CheckEveryReleaseSeen(Process server, Result result)
+    {
+        if (Kill(server.Id, SIGTERM) < 0)
+        {
+            throw new InvalidOperationException($"kill(SIGTERM) of the baseline server: errno {Marshal.GetLastPInvokeError()}");
+        }
+        if (!server.WaitForExit(TimeSpan.FromSeconds(30)))
+        {
+            throw new InvalidOperationException("the baseline server with --watch-releases did not exit within 30 s of SIGTERM");
+        }
+        string output = server.StandardOutput.ReadToEnd();
+        Match counts = Regex.Match(output, @"released (\d+) of (\d+)");
+        if (!counts.Success)
+        {
+            throw new InvalidOperationException($"the baseline server with --watch-releases printed no release count: '{output.Trim()}'");
+        }
+        long released = long.Parse(counts.Groups[1].Value, CultureInfo.InvariantCulture);
+        long watched = long.Parse(counts.Groups[2].Value, CultureInfo.InvariantCulture);
+        if (released != watched || watched < result.RoundTrips)
+        {
+            throw new InvalidOperationException(
+                $"the baseline server with --watch-releases saw {released} releases of the {watched} buffers it watched ({result.RoundTrips} round trips): expected all of them");
         }
     }
 
