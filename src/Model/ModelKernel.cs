@@ -503,7 +503,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// The longest memfd name: mm/memfd.c refuses one of more than
     /// MFD_NAME_MAX_LEN (NAME_MAX - strlen("memfd:"), 249) bytes before its NUL.
     /// </summary>
-    private const int MemfdNameMax = 249;
+    private const int MemfdNameMax = Inotify.NAME_MAX - 6;
 
     /// <summary>
     /// A memfd's name (what /proc/PID/fd shows for the model's file) formatted

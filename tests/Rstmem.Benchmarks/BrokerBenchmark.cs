@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Text.Json;
 using Rstmem.Daemon.Client;
 using Rstmem.Interop;
+using Rstmem.Interop.Uapi;
 
 namespace Rstmem.Benchmarks;
 
@@ -26,7 +26,7 @@ namespace Rstmem.Benchmarks;
 /// built beside this benchmark (the JIT), or the executable given with
 /// --daemon (./build.sh bench broker gives the NativeAOT one the packages ship).
 /// </summary>
-internal static partial class BrokerBenchmark
+internal static class BrokerBenchmark
 {
     internal sealed record Result(double P50, double P99, double Throughput, long RoundTrips, long Errors);
 
@@ -227,11 +227,6 @@ internal static partial class BrokerBenchmark
         }
     }
 
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
-
-    private const int SIGTERM = 15;
-
     /// <summary>
     /// Stops the C server with --watch-releases the orderly way (SIGTERM) and
     /// reads its "released N of M": every buffer it watched must have been
@@ -240,10 +235,7 @@ internal static partial class BrokerBenchmark
     /// </summary>
     private static void CheckEveryReleaseSeen(Process server, Result result)
     {
-        if (Kill(server.Id, SIGTERM) < 0)
-        {
-            throw new InvalidOperationException($"kill(SIGTERM) of the baseline server: errno {Marshal.GetLastPInvokeError()}");
-        }
+        Sys.TryKill(server.Id, Signals.SIGTERM).ThrowIfError("kill(SIGTERM)", "the baseline server");
         if (!server.WaitForExit(TimeSpan.FromSeconds(30)))
         {
             throw new InvalidOperationException("the baseline server with --watch-releases did not exit within 30 s of SIGTERM");

@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using Rstmem.Daemon.Client;
 using Rstmem.Daemon.Protocol;
 using Rstmem.Interop;
+using Rstmem.Interop.Uapi;
 
 namespace Rstmem.Daemon.Cli;
 
@@ -26,10 +27,6 @@ internal static class ExecCommand
     public const int ExitExecFailed = 125;
     public const int ExitCannotRun = 126;
     public const int ExitNotFound = 127;
-
-    // include/uapi/asm-generic/signal.h (the same on x86 and arm).
-    private const int SIGHUP = 1;
-    private const int SIGTERM = 15;
 
     public static Command Create(TextWriter stderr)
     {
@@ -98,7 +95,7 @@ internal static class ExecCommand
         context.Cancel = true;
         if (!child.HasExited)
         {
-            Sys.TryKill(child.Id, context.Signal == PosixSignal.SIGTERM ? SIGTERM : SIGHUP);
+            Sys.TryKill(child.Id, context.Signal == PosixSignal.SIGTERM ? Signals.SIGTERM : Signals.SIGHUP);
         }
     }
 

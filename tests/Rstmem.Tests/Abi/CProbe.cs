@@ -33,7 +33,7 @@ internal static class CProbe
     /// <summary>The headers the kernel ABI probe compiles against.</summary>
     public static readonly string[] UapiHeaders =
     [
-        "<errno.h>", "<fcntl.h>", "<limits.h>", "<poll.h>", "<stddef.h>", "<stdio.h>", "<sys/epoll.h>", "<sys/inotify.h>", "<sys/mman.h>",
+        "<errno.h>", "<fcntl.h>", "<limits.h>", "<poll.h>", "<signal.h>", "<stddef.h>", "<stdio.h>", "<sys/epoll.h>", "<sys/inotify.h>", "<sys/mman.h>",
         "<sys/socket.h>", "<sys/stat.h>", "<sys/uio.h>", "<sys/un.h>", "<linux/ioctl.h>", "<linux/tee.h>",
         "<linux/dma-heap.h>", "<linux/dma-buf.h>", "\"rstmem-uapi-ext.h\"",
     ];
