@@ -275,6 +275,17 @@ static int handle_packet(int sock)
 	}
 }
 
+/* Adds fd to the epoll set for EPOLLIN, with ptr as its data; -1 (said on stderr) on failure. */
+static int add_readable(int epfd, int fd, void *ptr)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = ptr };
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		perror("rstmem-bench-server: epoll_ctl");
+		return -1;
+	}
+	return 0;
+}
+
 static void accept_clients(int epfd, int lsock)
 {
 	for (;;) {
@@ -293,9 +304,7 @@ static void accept_clients(int epfd, int lsock)
 			continue;
 		}
 		c->fd = fd;
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			perror("rstmem-bench-server: epoll_ctl");
+		if (add_readable(epfd, fd, c) < 0) {
 			close(fd);
 			free(c);
 			continue;
@@ -360,7 +369,8 @@ static int listen_on(const char *path)
 int main(int argc, char **argv)
 {
 	int watch_releases = argc == 3 && strcmp(argv[1], "--watch-releases") == 0;
-	if (argc != 2 + watch_releases) {
+	/* A lone option is not taken for the socket's path. */
+	if (argc != 2 + watch_releases || argv[argc - 1][0] == '-') {
 		fprintf(stderr, "usage: %s [--watch-releases] SOCKET_PATH\n", argv[0]);
 		return 2;
 	}
@@ -399,7 +409,6 @@ int main(int argc, char **argv)
 	}
 
 	/* data.ptr NULL marks the signalfd, &lsock the listening socket, &inotify_fd the watch. */
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	int status = 1;
 	if (watch_releases) {
 		inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -407,22 +416,11 @@ int main(int argc, char **argv)
 			perror("rstmem-bench-server: inotify_init1");
 			goto out;
 		}
-		ev.data.ptr = &inotify_fd;
-		if (epoll_ctl(epfd, EPOLL_CTL_ADD, inotify_fd, &ev) < 0) {
-			perror("rstmem-bench-server: epoll_ctl");
+		if (add_readable(epfd, inotify_fd, &inotify_fd) < 0)
 			goto out;
-		}
-		ev.data.ptr = NULL;
 	}
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev) < 0) {
-		perror("rstmem-bench-server: epoll_ctl");
+	if (add_readable(epfd, sfd, NULL) < 0 || add_readable(epfd, lsock, &lsock) < 0)
 		goto out;
-	}
-	ev.data.ptr = &lsock;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, lsock, &ev) < 0) {
-		perror("rstmem-bench-server: epoll_ctl");
-		goto out;
-	}
 	if (printf("ready\n") < 0 || fflush(stdout) == EOF) {
 		perror("rstmem-bench-server: stdout");
 		goto out;
