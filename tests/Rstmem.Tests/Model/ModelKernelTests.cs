@@ -86,6 +86,17 @@ public sealed class ModelKernelTests
     }
 
     [Fact]
+    public void A_buffer_s_memfd_is_named_after_its_heap_and_export()
+    {
+        // The model's own label for its stand-in file (a dma-buf links as /dmabuf:, see
+        // docs/kernel-semantics.md 3.4): heap name and export number, made without a string.
+        using ModelKernel model = ModelKit.Model("mainline");
+        using SafeFd buffer = model.HeapAllocOrFail("system", 4096);
+        string? link = new FileInfo($"/proc/self/fd/{buffer.DangerousFd}").LinkTarget;
+        Assert.Matches(@"^/memfd:system:[0-9]+ \(deleted\)$", link);
+    }
+
+    [Fact]
     public void The_supplicant_device_has_its_own_id_space()
     {
         // tee_device_alloc: one teedev->idr per device; /dev/teepriv0 is another device than /dev/tee0.

@@ -73,6 +73,19 @@ public sealed class SyscallTests
     }
 
     [Fact]
+    public void A_memfd_named_in_bytes_carries_that_name_and_a_name_without_its_one_NUL_is_refused()
+    {
+        Assert.Equal(Errno.None, Sys.TryMemfdCreate("heap:42\0"u8, 0, out SafeFd memfd));
+        using (memfd)
+        {
+            Assert.Equal("/memfd:heap:42 (deleted)", new FileInfo($"/proc/self/fd/{memfd.DangerousFd}").LinkTarget);
+        }
+        Assert.Throws<ArgumentException>(() => Sys.TryMemfdCreate("heap:42"u8, 0, out _));
+        Assert.Throws<ArgumentException>(() => Sys.TryMemfdCreate("heap\0:42\0"u8, 0, out _));
+        Assert.Throws<ArgumentException>(() => Sys.TryMemfdCreate(ReadOnlySpan<byte>.Empty, 0, out _));
+    }
+
+    [Fact]
     public void An_unknown_ioctl_on_a_plain_file_gives_ENOTTY()
     {
         Assert.Equal(Errno.None, Sys.TryMemfdCreate("rstmemd-ioctl", 0, out SafeFd memfd));
