@@ -38,7 +38,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     private readonly SafeFd wakeReader;
     private long nextBufferId;
     private long liveBuffers;
-    private long identityLookups;
+    private long descriptorLookups;
     private volatile bool disposed;
     private Exception? drainFailure;
 
@@ -52,9 +52,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
         Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter)
             .ThrowIfError("socketpair");
-        // Keeps the inotify queue short when nobody calls in, so releases are never lost to
-        // IN_Q_OVERFLOW. It drains on a timer rather than on every event: every observer drains
-        // before it looks anyway, and a wake-up per released buffer would cost a context switch.
+        // Hands releases on as they happen (within ReleaseBatchMilliseconds), off the
+        // allocating threads, and keeps the inotify queue short, so none is lost to IN_Q_OVERFLOW.
         drainer = new Thread(DrainLoop) { IsBackground = true, Name = "rstmem-model-releases" };
         drainer.Start();
     }
@@ -122,8 +121,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     [ThreadStatic]
     private static (ModelKernel? Kernel, int Fd, ModelFile? File) installed;
 
-    /// <summary>Descriptors looked up by (device, inode) since start, a statx each; a handle the model resolved before costs none.</summary>
-    internal long IdentityLookups => Interlocked.Read(ref identityLookups);
+    /// <summary>Descriptors looked up by their watch since start (an inotify_add_watch each); a handle the model resolved before costs none.</summary>
+    internal long DescriptorLookups => Interlocked.Read(ref descriptorLookups);
 
     /// <summary>The inotify queue overflowed: some releases may have been missed (never expected).</summary>
     public long ReleaseEventsLost => releases.Overflows;
@@ -223,7 +222,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         Drain();
         Errno errno = LinuxKernel.Instance.ReadFdInfo(fd, out string generic);
         fdinfo = generic;
-        if (errno != Errno.None || Lookup(fd, out ModelFile? file) != Errno.None || file is null)
+        if (errno != Errno.None || Lookup(fd, out ModelFile? file) != Errno.None || file is null
+            || Sys.TryGetIdentity(fd, out FileIdentity shown) != Errno.None)
         {
             return errno;
         }
@@ -240,7 +240,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 lines.Add(line);
             }
         }
-        lines.AddRange(file.FdInfoLines());
+        lines.AddRange(file.FdInfoLines(shown));
         fdinfo = string.Join('\n', lines) + "\n";
         return Errno.None;
     }
@@ -477,8 +477,15 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         {
             return injected;
         }
-        Drain(); // memory freed by closes that already happened is available
+        // Memory freed by closes that already happened is available: when the pool cannot
+        // serve the request without it, those releases are handled and it is asked again.
+        // A pool that can serve it needs no look at the watch (the model's drainer hands
+        // releases on within ReleaseBatchMilliseconds), so an allocation costs no read.
         Errno errno = heap.Pool.TryAllocate(size, out long offset);
+        if (errno != Errno.None && Drain() > 0)
+        {
+            errno = heap.Pool.TryAllocate(size, out offset);
+        }
         if (errno != Errno.None)
         {
             return errno;
@@ -566,27 +573,23 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 handle.Dispose();
                 return errno;
             }
-            if ((errno = Sys.TryGetIdentity(handle, out FileIdentity identity)) != Errno.None)
+            // The file is its own sink (FileReleased): the watch costs no delegate. Its
+            // descriptor is the file's key: no stat per file.
+            errno = releases.Observe(handle, file, 0, out long watch);
+            if (errno != Errno.None)
             {
                 handle.Dispose();
                 return errno;
             }
-            file.Identity = identity;
-            if (files.Find(identity) is not null)
+            file.Watch = watch;
+            if (files.Find(watch) is not null)
             {
-                // An inode number freed a moment ago meets its old entry: the old file's
-                // release is waiting in the watch's queue, and is handled first.
+                // Watch descriptors are handed out cyclically (inotify_add_to_idr), so one comes
+                // back only after some 2^31 others: an old file's release with this number is
+                // waiting in the watch's queue, and is handled first.
                 Drain();
             }
             files.Add(file);
-            // The file is its own sink (FileReleased): the watch costs no delegate.
-            errno = releases.Observe(handle, file, 0, out _);
-            if (errno != Errno.None)
-            {
-                files.Remove(file);
-                handle.Dispose();
-                return errno;
-            }
             fd = handle;
             return Errno.None;
         }
@@ -620,10 +623,10 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// The file behind a descriptor (fdget): null when it is not one of the
     /// model's. A handle the model resolved before answers from what it kept
     /// (<see cref="SafeFd.Resolved"/>): while it is open its file is alive,
-    /// so no release can have changed the answer. Otherwise the descriptor's
-    /// (device, inode) is looked up, after handling the releases that have
-    /// happened, so an inode number reused a moment ago does not meet the
-    /// entry of the file that had it.
+    /// so no release can have changed the answer. Otherwise the model asks its
+    /// watch which watch descriptor the file has (the key of its table): the
+    /// open descriptor keeps the inode, and so its watch and entry, alive, and
+    /// watch descriptors are not reused soon, so no stale entry can answer.
     /// </summary>
     private Errno Lookup(SafeFd fd, out ModelFile? file)
     {
@@ -634,14 +637,13 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             return Errno.None;
         }
         file = null;
-        Drain();
-        Interlocked.Increment(ref identityLookups);
-        Errno errno = Sys.TryGetIdentity(fd, out FileIdentity identity);
-        if (errno != Errno.None)
+        Interlocked.Increment(ref descriptorLookups);
+        Errno errno = releases.FindObserved(fd, out long watch);
+        if (errno != Errno.None || watch < 0)
         {
             return errno;
         }
-        file = files.Find(identity);
+        file = files.Find(watch);
         if (file is not null)
         {
             fd.Resolved = file;
@@ -709,15 +711,27 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     private void AddHeap(ModelHeap heap) => heaps[heap.Name] = heap;
 
-    private const int DrainIntervalMilliseconds = 100;
+    /// <summary>
+    /// How long the drainer lets releases gather once the watch has one
+    /// waiting: one wake-up and one read for every release in that time, not
+    /// a context switch per released buffer. It bounds how late the model
+    /// frees memory nobody asks for; whoever does ask (an allocation the pool
+    /// cannot serve, the counters, an observer) handles the waiting releases first.
+    /// </summary>
+    internal const int ReleaseBatchMilliseconds = 5;
 
     private void DrainLoop()
     {
-        Span<pollfd> fds = stackalloc pollfd[1];
+        Span<pollfd> fds = stackalloc pollfd[2];
         while (!disposed)
         {
             fds[0] = new pollfd { fd = wakeReader.DangerousFd, events = Poll.POLLIN };
-            Sys.TryPoll(fds, DrainIntervalMilliseconds, out _);
+            fds[1] = new pollfd { fd = releases.Events.DangerousFd, events = Poll.POLLIN };
+            Sys.TryPoll(fds, -1, out _);
+            if (!disposed && (fds[1].revents & Poll.POLLIN) != 0)
+            {
+                Sys.TryPoll(fds[..1], ReleaseBatchMilliseconds, out _); // the batch gathers; Dispose cuts it short
+            }
             if (disposed)
             {
                 return;

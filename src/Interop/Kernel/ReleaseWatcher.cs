@@ -195,15 +195,7 @@ public sealed class ReleaseWatcher : IReleaseObserver
                 }
                 return duplicated;
             }
-            // /proc/self/fd/N without a string: the path is formatted on the stack.
-            Span<byte> path = stackalloc byte[32];
-            "/proc/self/fd/"u8.CopyTo(path);
-            Utf8Formatter.TryFormat(buffer.DangerousFd, path[14..], out int digits);
-            path[14 + digits] = 0;
-            // A memfd watch asks only for IN_DELETE_SELF: it stays silent until the inode goes
-            // (then IN_DELETE_SELF and IN_IGNORED), instead of an event for every close.
-            uint mask = closeMeansRelease ? Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE : Inotify.IN_DELETE_SELF;
-            Errno errno = Sys.TryInotifyAddWatch(inotify, path[..(15 + digits)], mask, out int watch);
+            Errno errno = Sys.TryInotifyAddWatch(inotify, DescriptorPath(buffer, stackalloc byte[DescriptorPathLength]), WatchMask, out int watch);
             if (errno == Errno.None)
             {
                 if (!pending.TryAdd(watch, listener))
@@ -215,6 +207,71 @@ public sealed class ReleaseWatcher : IReleaseObserver
             }
             return errno;
         }
+    }
+
+    /// <summary>
+    /// The handle <see cref="Observe(SafeFd, IReleaseSink, long, out long)"/>
+    /// gave the file behind <paramref name="fd"/> (any descriptor of it: a
+    /// dup, or a copy passed back over SCM_RIGHTS), found without a stat: the
+    /// kernel keeps one watch per inode and instance, and an
+    /// inotify_add_watch with IN_MASK_ADD and the same mask answers with that
+    /// watch's descriptor, changing nothing (fs/notify/inotify/inotify_user.c,
+    /// inotify_update_existing_watch). A file not watched here gets a new
+    /// watch, which is removed at once (its IN_IGNORED finds nothing pending):
+    /// <paramref name="handle"/> is then -1. Errno.EBADF when
+    /// <paramref name="fd"/> is not open (/proc/self/fd has no such entry);
+    /// a file this process may not read cannot be watched, so it is not one
+    /// observed here either (-1, no error). Close events only: reference
+    /// counting has no watch to ask.
+    /// </summary>
+    public Errno FindObserved(SafeFd fd, out long handle)
+    {
+        ArgumentNullException.ThrowIfNull(fd);
+        if (counter is not null)
+        {
+            throw new InvalidOperationException("a reference-counting watcher keeps duplicates, not watches: it has none to find");
+        }
+        handle = -1;
+        lock (gate)
+        {
+            Errno errno = Sys.TryInotifyAddWatch(inotify, DescriptorPath(fd, stackalloc byte[DescriptorPathLength]), WatchMask | Inotify.IN_MASK_ADD, out int watch);
+            if (errno is Errno.ENOENT or Errno.EBADF)
+            {
+                return Errno.EBADF;
+            }
+            if (errno != Errno.None)
+            {
+                return Errno.None; // EACCES and the like: not a file this watcher could have observed
+            }
+            if (pending.ContainsKey(watch))
+            {
+                handle = watch;
+            }
+            else
+            {
+                Sys.TryInotifyRmWatch(inotify, watch);
+            }
+            return Errno.None;
+        }
+    }
+
+    /// <summary>
+    /// What a watch asks for. A memfd's only IN_DELETE_SELF: it stays silent
+    /// until the inode goes (then IN_DELETE_SELF and IN_IGNORED), instead of
+    /// an event for every close.
+    /// </summary>
+    private uint WatchMask => closeMeansRelease ? Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE : Inotify.IN_DELETE_SELF;
+
+    /// <summary>"/proc/self/fd/" and an int's digits and a NUL.</summary>
+    private const int DescriptorPathLength = 32;
+
+    /// <summary>/proc/self/fd/N, NUL-terminated, formatted into <paramref name="destination"/> without a string.</summary>
+    private static ReadOnlySpan<byte> DescriptorPath(SafeFd fd, Span<byte> destination)
+    {
+        "/proc/self/fd/"u8.CopyTo(destination);
+        Utf8Formatter.TryFormat(fd.DangerousFd, destination[14..], out int digits);
+        destination[14 + digits] = 0;
+        return destination[..(15 + digits)];
     }
 
     /// <summary>As the sink overload, with a callback of its own.</summary>

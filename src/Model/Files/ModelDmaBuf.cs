@@ -284,11 +284,11 @@ internal sealed class ModelDmaBuf(ModelKernel kernel, ModelHeap heap, long size,
     // dma-buf f_flags are masked to O_ACCMODE | O_NONBLOCK (dma_buf_getfile).
     public override int FdInfoFlagsMask => Fcntl.O_ACCMODE | Fcntl.O_NONBLOCK | Fcntl.O_CLOEXEC;
 
-    public override IEnumerable<string> FdInfoLines()
+    public override IEnumerable<string> FdInfoLines(FileIdentity shown)
     {
         var inv = CultureInfo.InvariantCulture;
         yield return string.Create(inv, $"size:\t{Size}");
-        yield return string.Create(inv, $"count:\t{CountReferences()}");
+        yield return string.Create(inv, $"count:\t{CountReferences(shown)}");
         yield return $"exp_name:\t{ExpName}";
         if (Name is { } current)
         {
@@ -301,13 +301,13 @@ internal sealed class ModelDmaBuf(ModelKernel kernel, ModelHeap heap, long size,
     // from here; the real kernel would count them too. Matched by (device,
     // inode), not by the memfd's name: several models in one process (the
     // tests run them in parallel) name their buffers alike.
-    private int CountReferences()
+    private int CountReferences(FileIdentity identity)
     {
         int count = 0;
         foreach (string entry in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
         {
             // An entry closed while we looked fails the stat, and is not counted.
-            if (Sys.TryGetIdentity(entry, out FileIdentity identity) == Errno.None && identity == Identity)
+            if (Sys.TryGetIdentity(entry, out FileIdentity candidate) == Errno.None && candidate == identity)
             {
                 count++;
             }

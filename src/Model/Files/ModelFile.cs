@@ -6,8 +6,8 @@ namespace Rstmem.Model.Files;
 
 /// <summary>
 /// What the model keeps behind one of its descriptors. Each is backed by a
-/// real memfd (so it can cross processes), recognised by its (device, inode)
-/// and forgotten when the kernel evicts that inode — the last reference
+/// real memfd (so it can cross processes), recognised by the model's watch on
+/// its inode and forgotten when the kernel evicts that inode — the last reference
 /// anywhere is gone. The defaults are those of a file whose
 /// file_operations lack the hook: no llseek (ESPIPE), no mmap (ENODEV), no
 /// ioctl (ENOTTY).
@@ -17,7 +17,8 @@ internal abstract class ModelFile(ModelKernel kernel) : IReleaseSink
     /// <summary>The model the file belongs to; it hears the file's release (the file is its own release sink, so a watch costs no delegate).</summary>
     protected ModelKernel Kernel { get; } = kernel;
 
-    public FileIdentity Identity { get; set; }
+    /// <summary>The descriptor of the model's watch on the file's inode: its key in the model's <see cref="FileTable"/>.</summary>
+    public long Watch { get; set; }
 
     /// <summary>Whether this file is <paramref name="kernel"/>'s (a handle may have been resolved by another model).</summary>
     internal bool BelongsTo(ModelKernel kernel) => ReferenceEquals(Kernel, kernel);
@@ -46,8 +47,8 @@ internal abstract class ModelFile(ModelKernel kernel) : IReleaseSink
         return Errno.ENODEV;
     }
 
-    /// <summary>Lines the kernel's show_fdinfo hook would add after the generic ones.</summary>
-    public virtual IEnumerable<string> FdInfoLines() => [];
+    /// <summary>Lines the kernel's show_fdinfo hook would add after the generic ones; <paramref name="shown"/> is the (device, inode) of the descriptor shown.</summary>
+    public virtual IEnumerable<string> FdInfoLines(FileIdentity shown) => [];
 
     /// <summary>The f_flags mask the real file would show (procfs adds O_CLOEXEC itself).</summary>
     public virtual int FdInfoFlagsMask => ~0;

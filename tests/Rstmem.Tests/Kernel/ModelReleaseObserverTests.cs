@@ -75,18 +75,44 @@ public sealed class ModelReleaseObserverTests
     }
 
     [Fact]
-    public void A_release_the_model_found_before_an_allocation_runs_without_a_system_call()
+    public void A_release_nobody_asked_for_is_handed_on_by_the_model_and_runs_without_a_system_call()
     {
         using ModelKernel model = ModelKit.Model("mainline");
         using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
         StrongBox<int> released = ObservedAndClosed(model, observer);
-        Assert.Equal(0, observer.HandleFound()); // nobody has read the model's watch yet
 
-        using SafeFd next = model.HeapAllocOrFail("system", 4096); // the model drains its watch before it allocates
-        Assert.Equal(0, released.Value);
+        // Nothing calls into the model: its drainer reads the watch and wakes the observer.
+        Span<pollfd> fds = [new pollfd { fd = observer.Events.DangerousFd, events = Poll.POLLIN }];
+        Assert.Equal(Errno.None, Interop.Sys.TryPoll(fds, 60_000, out int ready));
+        Assert.Equal(1, ready);
+        Assert.Equal(0, released.Value); // found, not yet run: callbacks run on the observer's thread
+
         Assert.Equal(1, observer.HandleFound());
         Assert.Equal(1, released.Value);
         Assert.Equal(0, observer.Drain()); // the wake-up written for it finds nothing left to run
+        Assert.Equal(1, released.Value);
+    }
+
+    [Fact]
+    public void An_allocation_the_pool_can_serve_only_after_a_close_handles_that_release_first()
+    {
+        // A 16-page CMA heap, filled, emptied by a close, and filled again at once: the
+        // allocation that finds the pool full handles the releases waiting before it refuses.
+        ulong size = 16 * (ulong)ModelKit.Page;
+        using ModelKernel model = ModelKit.Model("mainline", o => o.CmaHeapSize = size.ToString(CultureInfo.InvariantCulture));
+        using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
+        using SafeFd heap = model.OpenOrFail($"/dev/dma_heap/{model.Options.CmaHeapName}"); // opening drains: done before
+        StrongBox<int> released = new();
+        Assert.Equal(Errno.None, model.HeapAlloc(heap, size, out SafeFd full));
+        using (full)
+        {
+            Assert.Equal(Errno.None, observer.Observe(full, () => released.Value++, out _));
+            Assert.Equal(Errno.ENOMEM, model.HeapAlloc(heap, (ulong)ModelKit.Page, out _));
+        }
+
+        Assert.Equal(Errno.None, model.HeapAlloc(heap, size, out SafeFd again));
+        again.Dispose();
+        Assert.Equal(1, observer.HandleFound() + observer.Drain()); // released once, found by the allocation or the drainer
         Assert.Equal(1, released.Value);
     }
 

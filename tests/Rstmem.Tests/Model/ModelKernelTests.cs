@@ -27,28 +27,28 @@ public sealed class ModelKernelTests
     [Fact]
     public void A_handle_is_looked_up_once_and_a_borrowed_one_every_time()
     {
-        // Lookup (fdget) by (device, inode) costs a statx; an owning handle keeps what was found.
+        // Lookup (fdget) asks the model's watch (an inotify_add_watch); an owning handle keeps what was found.
         using ModelKernel model = ModelKit.Model("mainline");
         using SafeFd heap = model.OpenOrFail("/dev/dma_heap/system");
-        long start = model.IdentityLookups;
+        long start = model.DescriptorLookups;
         Assert.Equal(Errno.None, model.HeapAlloc(heap, 8192, out SafeFd buffer));
         using (buffer)
         {
-            Assert.Equal(start, model.IdentityLookups); // the node was resolved when the model opened it
+            Assert.Equal(start, model.DescriptorLookups); // the node was resolved when the model opened it
             Assert.Equal(8192, model.SizeOf(buffer));
-            Assert.Equal(start + 1, model.IdentityLookups); // the adopted descriptor, once
+            Assert.Equal(start + 1, model.DescriptorLookups); // the adopted descriptor, once
             Assert.Equal(8192, model.SizeOf(buffer));
             Assert.Equal(Errno.None, model.Ioctl(buffer, DmaBuf.DMA_BUF_SET_NAME_B, "kept\0"u8.ToArray(), out _));
-            Assert.Equal(start + 1, model.IdentityLookups);
+            Assert.Equal(start + 1, model.DescriptorLookups);
 
             using SafeFd borrowed = SafeFd.DangerousBorrow(buffer.DangerousFd);
             Assert.Equal(8192, model.SizeOf(borrowed));
             Assert.Equal(8192, model.SizeOf(borrowed));
-            Assert.Equal(start + 3, model.IdentityLookups); // its owner may close the number: never kept
+            Assert.Equal(start + 3, model.DescriptorLookups); // its owner may close the number: never kept
 
             using ModelKernel other = ModelKit.Model("mainline");
             Assert.Equal(8192, other.SizeOf(buffer)); // not the other model's file: the real lseek
-            Assert.Equal(1, other.IdentityLookups);
+            Assert.Equal(1, other.DescriptorLookups);
         }
     }
 
@@ -57,13 +57,13 @@ public sealed class ModelKernelTests
     {
         using ModelKernel model = ModelKit.Model("mainline");
         using SafeFd heap = model.OpenOrFail("/dev/dma_heap/system");
-        long start = model.IdentityLookups;
+        long start = model.DescriptorLookups;
         var data = new dma_heap_allocation_data { len = 8192, fd_flags = Fcntl.O_RDWR | Fcntl.O_CLOEXEC };
         Assert.Equal(Errno.None, model.Ioctl(heap, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref data, out _));
         using (SafeFd buffer = model.AdoptInstalled((int)data.fd))
         {
             Assert.Equal(8192, model.SizeOf(buffer));
-            Assert.Equal(start, model.IdentityLookups);
+            Assert.Equal(start, model.DescriptorLookups);
         }
 
         // Only the last ioctl's: one that failed since installed nothing, and the number is looked up.
@@ -74,7 +74,7 @@ public sealed class ModelKernelTests
         Assert.Equal(Errno.EINVAL, model.Ioctl(heap, DmaHeap.DMA_HEAP_IOCTL_ALLOC, ref refused, out _));
         using SafeFd adopted = model.AdoptInstalled(earlier);
         Assert.Equal(8192, model.SizeOf(adopted));
-        Assert.Equal(start + 1, model.IdentityLookups);
+        Assert.Equal(start + 1, model.DescriptorLookups);
 
         // Another model's adoption keeps nothing of this one's file.
         data.fd = 0;
@@ -82,7 +82,7 @@ public sealed class ModelKernelTests
         using ModelKernel other = ModelKit.Model("mainline");
         using SafeFd foreign = other.AdoptInstalled((int)data.fd);
         Assert.Equal(8192, model.SizeOf(foreign));
-        Assert.Equal(start + 2, model.IdentityLookups);
+        Assert.Equal(start + 2, model.DescriptorLookups);
     }
 
     [Fact]
