@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Rstmem.Interop;
+using Rstmem.Interop.Uapi;
 using Rstmem.Daemon.Broker;
 
 namespace Rstmem.Daemon.Hosting;
@@ -40,6 +42,14 @@ internal sealed class DaemonLifetime(BrokerServer server, SystemdNotifier notifi
         })
         { Name = "rstmemd-broker" };
 
+        // A parent may have left SIGHUP ignored (nohup), which exec passes on, and
+        // PosixSignalRegistration leaves an ignored SIGHUP ignored: the daemon would never
+        // reload (ServeProcessTests). Its default comes back first, so the handler below takes
+        // it. SIGTERM needs nothing: the runtime takes it whatever was inherited (the same test
+        // starts the daemon with it ignored too). SIGINT keeps what it inherited: a shell
+        // ignores it for the jobs it starts in the background, so that an interrupt at its
+        // terminal does not reach them.
+        Sys.TryRestoreDefaultAction(Signals.SIGHUP).ThrowIfError("signal(SIGHUP, SIG_DFL)");
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         using PosixSignalRegistration interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
         using PosixSignalRegistration hangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnHangUp);

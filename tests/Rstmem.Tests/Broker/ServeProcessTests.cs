@@ -189,7 +189,11 @@ public sealed class ServeProcessTests : IDisposable
         using (notify)
         {
             Assert.Equal(Errno.None, Interop.Sys.TryBindUnix(notify, notifyPath));
-            using Process daemon = Start(Serve(), new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath });
+            // Started with SIGHUP and SIGTERM ignored, which exec passes on (nohup ignores SIGHUP):
+            // the daemon still reloads and stops. A run of the tests under nohup found the reload
+            // never happening (2026-12-03), until the daemon took SIGHUP's default back.
+            using Process daemon = Process.Start(Info("/bin/sh", ["-c", "trap '' HUP TERM; exec \"$@\"", "sh", ProcessRunner.DotnetHost, RepoPaths.RstmemdDll, .. Serve()],
+                new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath }))!;
             try
             {
                 Assert.Contains("READY=1", ReadDatagram(notify, GiveUp.Milliseconds), StringComparison.Ordinal);
@@ -202,8 +206,15 @@ public sealed class ServeProcessTests : IDisposable
                 Assert.Contains("READY=1", ReadDatagram(notify, GiveUp.Milliseconds), StringComparison.Ordinal);
 
                 Assert.False(daemon.HasExited, "rstmemd exited on SIGHUP");
-                using AllocatedBuffer after = client.Allocate("secure-video", Page); // the same connection
-                Assert.Equal(before.Id + 1, after.Id);
+                using (AllocatedBuffer after = client.Allocate("secure-video", Page)) // the same connection
+                {
+                    Assert.Equal(before.Id + 1, after.Id);
+                }
+
+                Assert.Equal(0, ProcessRunner.Run("kill", ["-TERM", daemon.Id.ToString(CultureInfo.InvariantCulture)]).ExitCode);
+                Assert.True(daemon.WaitForExit(GiveUp.Milliseconds), $"rstmemd still running {GiveUp.After.TotalSeconds} s after SIGTERM (the give-up bound)");
+                daemon.WaitForExit();
+                Assert.Equal(0, daemon.ExitCode);
             }
             finally
             {
