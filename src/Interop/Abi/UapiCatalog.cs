@@ -227,7 +227,7 @@ internal static unsafe class UapiCatalog
             .Add(Mman.PROT_NONE).Add(Mman.PROT_READ).Add(Mman.PROT_WRITE).Add(Mman.MAP_SHARED).Add(Mman.MAP_PRIVATE)
             .Add(Poll.POLLIN).Add(Poll.POLLPRI).Add(Poll.POLLOUT).Add(Poll.POLLERR).Add(Poll.POLLHUP)
             .Add(Poll.POLLNVAL).Add(Poll.POLLRDHUP)
-            .Add(Signals.SIGHUP).Add(Signals.SIGINT).Add(Signals.SIGTERM)
+            .Add(Signals.SIGHUP).Add(Signals.SIGTERM)
             .Add(Sockets.AF_UNIX).Add(Sockets.SOCK_STREAM).Add(Sockets.SOCK_DGRAM).Add(Sockets.SOCK_SEQPACKET)
             .Add(Sockets.SOCK_NONBLOCK).Add(Sockets.SOCK_CLOEXEC)
             .Add(Sockets.SOL_SOCKET).Add(Sockets.SO_TYPE).Add(Sockets.SO_ACCEPTCONN).Add(Sockets.SO_PEERCRED)

@@ -8,7 +8,6 @@ namespace Rstmem.Interop.Uapi;
 public static class Signals
 {
     public const int SIGHUP = 1;
-    public const int SIGINT = 2;
     public const int SIGTERM = 15;
 
     /// <summary>
