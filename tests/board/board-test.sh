@@ -64,7 +64,7 @@ boot() {
     -append "console=ttyAMA0 root=/dev/vda rw rootfstype=ext4 cma=64M panic=-1" \
     -drive if=none,id=disk,file="$DISK",format=qcow2 -device virtio-blk-device,drive=disk \
     -fsdev local,id=share,path="$SHARE",security_model=none -device virtio-9p-device,fsdev=share,mount_tag=host \
-    -device virtio-rng-device \
+    -device virtio-rng-device -nic none \
     < /dev/null > "$console" 2>&1 &
   qemu_pid=$!
   on_exit "kill $qemu_pid 2>/dev/null || true"
