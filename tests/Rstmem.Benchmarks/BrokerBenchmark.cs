@@ -176,7 +176,7 @@ internal static class BrokerBenchmark
                     $"{n,7}  {(pinned ? "cpu 0" : "none"),-8}  {ours.P50 / watching.P50,8:F2}x  {ours.P99 / watching.P99,8:F2}x  {ours.Throughput / watching.Throughput,15:F2}x"));
             }
             stdout.WriteLine();
-            bool loadErrors = BrokerLoadBenchmark.Run(native, directory, size, seconds, rows[0].Baseline.P50, stdout);
+            bool loadErrors = BrokerLoadBenchmark.Run(native, directory, size, seconds, repeat, rows[0].Baseline.P50, stdout);
             return loadErrors || rows.Any(r => r.Ours.Errors > 0 || r.Baseline.Errors > 0 || r.Watching.Errors > 0) ? 1 : 0;
         }
         finally
