@@ -343,7 +343,7 @@ internal static class BrokerBenchmark
     }
 
     /// <summary>A shell spinning on <paramref name="cpu"/> at nice 19 (taskset, nice): keeps that CPU from idling; the caller kills it.</summary>
-    private static Process StartSpinner(int cpu)
+    internal static Process StartSpinner(int cpu)
     {
         var info = new ProcessStartInfo("taskset") { UseShellExecute = false };
         foreach (string argument in (string[])["-c", cpu.ToString(CultureInfo.InvariantCulture), "nice", "-n", "19", "sh", "-c", "while :; do :; done"])
