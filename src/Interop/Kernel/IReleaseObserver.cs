@@ -80,10 +80,11 @@ public interface IReleaseObserver : IDisposable
 
     /// <summary>
     /// Runs the callbacks of releases already found but not yet run (by a
-    /// kernel's own drain, as the model's before it allocates), without a
-    /// system call: the part of <see cref="Drain"/> that needs none. The
-    /// broker calls it after recording each new buffer, so a release found
-    /// while the buffer was made is handled then, not a wake-up later. Returns
+    /// kernel's own drain: the model's drainer thread, or a model allocation
+    /// that needed the memory they held), without a system call: the part of
+    /// <see cref="Drain"/> that needs none. The broker calls it after
+    /// recording each new buffer, so a release found meanwhile is handled
+    /// then, not after the wake-up's turn of the loop. Returns
     /// how many were handled; an observer that runs every release it finds at
     /// once has none waiting.
     /// </summary>

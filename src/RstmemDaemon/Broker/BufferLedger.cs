@@ -368,8 +368,8 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
         User(uid).Bytes += size - charged;
         Shares.Add(uid, heap, size - charged, 0);
         Shares.Of(uid, heap).Allocations++;
-        // The kernel may have found releases while it made this buffer (the model drains its
-        // watch before it allocates): they are handled now, not after a wake-up.
+        // The kernel may have found releases meanwhile (the model's drainer, or an allocation that
+        // needed their memory): they are handled now, not after the wake-up's turn of the loop.
         releases.HandleFound();
         return Errno.None;
     }
