@@ -581,14 +581,10 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 handle.Dispose();
                 return errno;
             }
+            // Unique among the files alive: the kernel hands watch descriptors out cyclically
+            // (inotify_add_to_idr), a released file leaves the table in its release callback,
+            // and ReleaseWatcher.Observe throws rather than reuse a descriptor still pending.
             file.Watch = watch;
-            if (files.Find(watch) is not null)
-            {
-                // Watch descriptors are handed out cyclically (inotify_add_to_idr), so one comes
-                // back only after some 2^31 others: an old file's release with this number is
-                // waiting in the watch's queue, and is handled first.
-                Drain();
-            }
             files.Add(file);
             fd = handle;
             return Errno.None;
