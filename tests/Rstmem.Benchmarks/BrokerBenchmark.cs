@@ -15,9 +15,9 @@ namespace Rstmem.Benchmarks;
 /// (src/Native/bench/rstmem-bench-server.c: an epoll server sending a fresh
 /// sealed memfd per request), measured in the same run by the same C load
 /// generator, unpinned and with server and clients pinned to CPU 0 alike,
-/// and pinned again with CPU 1 kept busy (no target: on the build VM the
-/// kernel's work for a freed watch wakes the idle vCPU, about 35 us a
-/// buffer, 2026-12-03).
+/// and pinned again with CPU 1 kept busy (no target: on the build VM an
+/// idle CPU 1 made the pinned servers that watch releases slower, by up to
+/// about 35 us a buffer at times, 2026-12-03; its mechanism is not found).
 /// The same C server with --watch-releases also watches each buffer for its
 /// release as the model and Linux 6.1 make rstmemd do (an inotify watch on
 /// /proc/self/fd/N): what that watch alone costs, measured beside the rest.
@@ -51,10 +51,10 @@ internal static class BrokerBenchmark
         /// <summary>Server and clients on CPU 0 (taskset -c 0), the other CPUs idle: the targets' pinned case.</summary>
         Cpu0,
         /// <summary>
-        /// As <see cref="Cpu0"/>, with CPU 1 kept busy by a spinning shell at nice 19: work
-        /// the kernel queues for an unbound kworker (the watch's teardown when a buffer is
-        /// freed, fs/notify/mark.c) then finds a running CPU instead of waking an idle vCPU.
-        /// No target; it shows how much of a pinned figure is that wake-up.
+        /// As <see cref="Cpu0"/>, with CPU 1 kept busy by a spinning shell at nice 19. No
+        /// target: it shows how much of a pinned figure depends on CPU 1 being idle, which
+        /// on the build VM made the servers that watch releases slower at times (the
+        /// README's broker benchmark; the mechanism is not found).
         /// </summary>
         Cpu0OtherBusy,
     }
@@ -150,7 +150,7 @@ internal static class BrokerBenchmark
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"each row: the median of {repeat} runs, the servers taking turns; p50 range = the runs' lowest and highest p50"));
             stdout.WriteLine("load generator: src/Native/bench/rstmem-bench-client.c against every server; pinned = server and clients on CPU 0 (taskset -c 0)");
-            stdout.WriteLine("cpu 0, 1 busy = pinned, with CPU 1 kept busy by a spinning shell at nice 19 (no target: what waking the idle CPU costs the pinned rows)");
+            stdout.WriteLine("cpu 0, 1 busy = pinned, with CPU 1 kept busy by a spinning shell at nice 19 (no target: what an idle CPU 1 costs the pinned rows)");
             stdout.WriteLine("C + release watch = the C baseline with --watch-releases: an inotify watch per buffer, as rstmemd keeps on the model and Linux 6.1");
             stdout.WriteLine(daemonPath is null
                 ? "rstmemd = rstmemd.dll under the JIT (--daemon PATH measures a published executable)"

@@ -21,8 +21,8 @@ namespace Rstmem.Benchmarks;
 /// target, "NOT met" with the measured cause when missed. The broker's
 /// threads and the generator run on CPU 0 (<see cref="CpuPin"/>), with CPU 1
 /// kept busy: the figures are compared with each other, and a run's p50
-/// depends on whether something wakes an idle vCPU (unpinned, its requests;
-/// pinned, the kernel's work for freed watches).
+/// depends on whether a vCPU idles (unpinned, its requests wake one; pinned,
+/// an idle CPU 1 slowed the release watch at times).
 /// </summary>
 internal static class BrokerLoadBenchmark
 {
@@ -109,9 +109,8 @@ internal static class BrokerLoadBenchmark
         using CpuPin pin = CpuPin.ToCpu0();
         string socket = Path.Combine(directory, "inproc.sock");
         var outcomes = Scenarios.ToDictionary(s => s, _ => new List<Outcome>());
-        // CPU 1 kept busy: the kernel's work for each freed watch then finds it running instead
-        // of waking it, which otherwise put a run's p50 at about 40 or about 65 us by chance
-        // (17:59-18:07 on 2026-12-03: 0 held 42.7-43.7 us, 1,000 held 48.0-64.8 us).
+        // CPU 1 kept busy: with it idle, a run's p50 landed at about 40 or about 65 us by
+        // chance (17:59-18:07 on 2026-12-03: 0 held 42.7-43.7 us, 1,000 held 48.0-64.8 us).
         using Process? spinner = Environment.ProcessorCount > 1 ? BrokerBenchmark.StartSpinner(cpu: 1) : null;
         try
         {
