@@ -44,17 +44,16 @@ gcc -O2 -Wall -Wextra -Werror -o "$OUT/bench-heap" "$HERE/guest/bench-heap.c"
 log "the mainline test kernel (built once and cached: tests/kernel/build-kernel.sh)"
 kernel=$("$HERE/build-kernel.sh" mainline)
 log "booting it under qemu (TCG) for ${SECONDS_PER_RUN} s runs with $HELD buffers held; the guest's log: $OUT/guest.err"
-status=0
 # tsc=reliable: the test kernels have no ACPI, so no HPET or PM timer to check
 # the TSC against (arch/x86/kernel/tsc.c); without it the guest may mark the
 # TSC unstable under TCG and fall back to jiffies, 4 ms steps, and every
 # timing below would be a multiple of 4 ms (measured 2026-12-03: "tsc:
 # Marking TSC unstable due to TSCs unsynchronized"). The guest script
-# checks the clocksource before it measures anything. Even so, a boot on a
-# loaded host can find the TSCs of its two emulated CPUs apart and mark the
-# TSC unstable (the clocksource was refined-jiffies once, 17:40 the same day,
-# right after the model benchmark): such a boot measures nothing, and the
-# guest is booted again, at most three times in all.
+# checks the clocksource before it measures anything. Even so, one boot on a
+# loaded host came up on refined-jiffies (17:40 the same day, right after the
+# model benchmark; its console was not kept, so why the kernel gave the TSC up
+# is not known): such a boot measures nothing, and the guest is booted again,
+# at most three times in all.
 boots=0
 while :; do
   boots=$((boots + 1))
