@@ -117,6 +117,26 @@ public sealed class ModelReleaseObserverTests
     }
 
     [Fact]
+    public void A_full_pool_serves_again_after_a_close_even_when_the_drainer_read_that_close_first()
+    {
+        // The allocation that finds the pool full drains the watch; when the model's drainer
+        // has just read the close itself, that drain finds nothing new, and the pool must be
+        // asked again anyway (a conformance run failed on it, 2026-12-03 18:40). Each round
+        // waits about one drainer batch after the close, so that some meet the drainer
+        // mid-drain: with the retry made conditional on this drain's count again, one run in
+        // three or four failed here (18:50), so this catches it often, not always.
+        ulong size = 4 * (ulong)ModelKit.Page;
+        using ModelKernel model = ModelKit.Model("mainline", o => o.CmaHeapSize = size.ToString(CultureInfo.InvariantCulture));
+        using SafeFd heap = model.OpenOrFail($"/dev/dma_heap/{model.Options.CmaHeapName}");
+        for (int round = 0; round < 600; round++)
+        {
+            Assert.Equal(Errno.None, model.HeapAlloc(heap, size, out SafeFd full));
+            full.Dispose();
+            Thread.Sleep(TimeSpan.FromMilliseconds(ModelKernel.ReleaseBatchMilliseconds + round % 5 - 2));
+        }
+    }
+
+    [Fact]
     public void A_TEE_registration_holds_the_buffer_after_its_descriptor_closes()
     {
         using ModelKernel model = ModelKit.Model("mainline");
