@@ -83,7 +83,7 @@ public sealed class ModelReleaseObserverTests
 
         // Nothing calls into the model: its drainer reads the watch and wakes the observer.
         Span<pollfd> fds = [new pollfd { fd = observer.Events.DangerousFd, events = Poll.POLLIN }];
-        Assert.Equal(Errno.None, Interop.Sys.TryPoll(fds, 60_000, out int ready));
+        Assert.Equal(Errno.None, Interop.Sys.TryPoll(fds, GiveUp.Milliseconds, out int ready));
         Assert.Equal(1, ready);
         Assert.Equal(0, released.Value); // found, not yet run: callbacks run on the observer's thread
 
