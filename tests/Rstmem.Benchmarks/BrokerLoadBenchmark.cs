@@ -22,7 +22,8 @@ namespace Rstmem.Benchmarks;
 /// threads and the generator run on CPU 0 (<see cref="CpuPin"/>), with CPU 1
 /// kept busy: the figures are compared with each other, and a run's p50
 /// depends on whether a vCPU idles (unpinned, its requests wake one; pinned,
-/// an idle CPU 1 slowed the release watch at times).
+/// the release watch's teardown wakes a kernel worker on an idle CPU 1, see
+/// <see cref="CrossCpuInterrupts"/>).
 /// </summary>
 internal static class BrokerLoadBenchmark
 {
@@ -109,8 +110,9 @@ internal static class BrokerLoadBenchmark
         using CpuPin pin = CpuPin.ToCpu0();
         string socket = Path.Combine(directory, "inproc.sock");
         var outcomes = Scenarios.ToDictionary(s => s, _ => new List<Outcome>());
-        // CPU 1 kept busy: with it idle, a run's p50 landed at about 40 or about 65 us by
-        // chance (17:59-18:07 on 2026-12-03: 0 held 42.7-43.7 us, 1,000 held 48.0-64.8 us).
+        // CPU 1 kept busy: with it idle, a run's p50 landed at about 40 or about 65 us
+        // (17:59-18:07 on 2026-12-03: 0 held 42.7-43.7 us, 1,000 held 48.0-64.8 us), as the
+        // watch's teardown woke a kernel worker there or not (the README's broker benchmark).
         using Process? spinner = Environment.ProcessorCount > 1 ? BrokerBenchmark.StartSpinner(cpu: 1) : null;
         try
         {
