@@ -14,6 +14,18 @@
  * is sent, and the events read when the inotify descriptor is readable. It
  * counts the releases and prints "released N of M" on exit, so the
  * benchmark measures what that watch alone costs.
+ *
+ * With --lock-releases it learns each release without fsnotify: before the
+ * buffer is sent it takes an open-file-description read lock on the file it
+ * sends (F_OFD_SETLK; the kernel drops it when that description is released,
+ * fs/locks.c locks_remove_file from __fput) and keeps a second description
+ * of its own (open of /proc/self/fd/N). Every SWEEP_MS while buffers are
+ * held it asks of each, with F_OFD_GETLK for a write lock, whether the sent
+ * description's lock is still there: F_UNLCK means the description is gone
+ * (the buffer released), and its own is closed. That is the release of a
+ * dma-buf, which cannot be reopened; a memfd reopened through /proc by its
+ * holder would get a description without the lock. It prints "released N of
+ * M" as --watch-releases does.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,6 +41,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rstmem/protocol.h"
@@ -50,6 +63,12 @@ static uint64_t next_buffer_id = 1;
 static uint32_t page_size;
 static int inotify_fd = -1;	/* --watch-releases */
 static uint64_t watched, released;
+
+#define SWEEP_MS	5
+static int lock_releases;	/* --lock-releases */
+static int *held;		/* --lock-releases: this server's description of each buffer not yet seen released */
+static size_t held_count, held_capacity;
+static struct timespec last_sweep;
 
 static void conn_close(struct conn *c)
 {
@@ -161,6 +180,58 @@ static int handle_hello(int sock, const struct rstmem_header *req, const char *p
 	return send_packet(sock, buf, off, -1);
 }
 
+/* --lock-releases: locks the description about to be sent and keeps one of this server's own; 0 or an errno. */
+static int hold_until_released(int fd)
+{
+	if (held_count == held_capacity) {
+		size_t capacity = held_capacity ? held_capacity * 2 : 1024;
+		int *grown = realloc(held, capacity * sizeof(*held));
+		if (!grown)
+			return ENOMEM;
+		held = grown;
+		held_capacity = capacity;
+	}
+	struct flock lock = { .l_type = F_RDLCK, .l_whence = SEEK_SET };	/* the whole file */
+	if (fcntl(fd, F_OFD_SETLK, &lock) < 0)
+		return errno;
+	char path[32];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int own = open(path, O_RDONLY | O_CLOEXEC);
+	if (own < 0)
+		return errno;
+	held[held_count++] = own;
+	watched++;
+	return 0;
+}
+
+/* --lock-releases: closes this server's description of each buffer whose sent description is gone. */
+static void sweep_releases(void)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < held_count; i++) {
+		struct flock probe = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if (fcntl(held[i], F_OFD_GETLK, &probe) == 0 && probe.l_type == F_UNLCK) {
+			close(held[i]);
+			released++;
+		} else {
+			held[kept++] = held[i];
+		}
+	}
+	held_count = kept;
+	clock_gettime(CLOCK_MONOTONIC, &last_sweep);
+}
+
+/* --lock-releases: milliseconds until the next sweep is due (0: now), -1 when nothing is held. */
+static int until_sweep(void)
+{
+	if (held_count == 0)
+		return -1;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long elapsed = (now.tv_sec - last_sweep.tv_sec) * 1000 + (now.tv_nsec - last_sweep.tv_nsec) / 1000000;
+	return elapsed >= SWEEP_MS ? 0 : (int)(SWEEP_MS - elapsed);
+}
+
 static int handle_alloc(int sock, const struct rstmem_header *req, const char *payload)
 {
 	struct rstmem_alloc_request alloc;
@@ -181,6 +252,13 @@ static int handle_alloc(int sock, const struct rstmem_header *req, const char *p
 		int err = errno;
 		close(fd);
 		return send_error(sock, req, err, "ftruncate or F_ADD_SEALS failed");
+	}
+	if (lock_releases) {
+		int err = hold_until_released(fd);
+		if (err) {
+			close(fd);
+			return send_error(sock, req, err, "locking or reopening the buffer failed");
+		}
 	}
 	if (inotify_fd >= 0) {
 		char path[32];
@@ -369,12 +447,14 @@ static int listen_on(const char *path)
 int main(int argc, char **argv)
 {
 	int watch_releases = argc == 3 && strcmp(argv[1], "--watch-releases") == 0;
+	lock_releases = argc == 3 && strcmp(argv[1], "--lock-releases") == 0;
+	int option = watch_releases || lock_releases;
 	/* A lone option is not taken for the socket's path. */
-	if (argc != 2 + watch_releases || argv[argc - 1][0] == '-') {
-		fprintf(stderr, "usage: %s [--watch-releases] SOCKET_PATH\n", argv[0]);
+	if (argc != 2 + option || argv[argc - 1][0] == '-') {
+		fprintf(stderr, "usage: %s [--watch-releases | --lock-releases] SOCKET_PATH\n", argv[0]);
 		return 2;
 	}
-	const char *path = argv[1 + watch_releases];
+	const char *path = argv[1 + option];
 	long ps = sysconf(_SC_PAGESIZE);
 	if (ps <= 0) {
 		perror("rstmem-bench-server: sysconf");
@@ -428,7 +508,12 @@ int main(int argc, char **argv)
 
 	for (;;) {
 		struct epoll_event events[MAX_EVENTS];
-		int n = epoll_wait(epfd, events, MAX_EVENTS, -1);
+		int timeout = lock_releases ? until_sweep() : -1;
+		if (timeout == 0) {
+			sweep_releases();
+			timeout = until_sweep();
+		}
+		int n = epoll_wait(epfd, events, MAX_EVENTS, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -469,6 +554,13 @@ out:
 		read_releases();
 		printf("released %llu of %llu\n", (unsigned long long)released, (unsigned long long)watched);
 		close(inotify_fd);
+	}
+	if (lock_releases) {
+		sweep_releases();
+		printf("released %llu of %llu\n", (unsigned long long)released, (unsigned long long)watched);
+		for (size_t i = 0; i < held_count; i++)
+			close(held[i]);
+		free(held);
 	}
 	close(lsock);
 	if (unlink(path) < 0 && errno != ENOENT)

@@ -5,7 +5,11 @@
 # are built from: rstmem-bench-client (under EMULATOR, if any) drives the C
 # baseline rstmem-bench-server (under EMULATOR too) on a private socket with two
 # clients, at least 20 counted round trips each, and must exit 0 with a JSON
-# line that counts round trips. When RSTMEMD_SOCKET is set (with-daemon.sh), it then does the same against that
+# line that counts round trips. The server does the same with --watch-releases
+# and with --lock-releases, and on SIGTERM must report every buffer it sent
+# released ("released N of N"), or the benchmark's rows for them would time
+# release tracking that tracks nothing.
+# When RSTMEMD_SOCKET is set (with-daemon.sh), it then does the same against that
 # rstmemd. `./build.sh bench broker` compares the two; a baseline that
 # refuses the client's HELLO (it did once, after version 2) ends the
 # benchmark before it measures anything.
@@ -51,6 +55,37 @@ while [ ! -S "$socket" ]; do
 done
 what="the C baseline"
 drive "$@"
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+pid=
+
+# The release-tracking modes: every buffer sent is seen released once the clients are gone.
+for mode in --watch-releases --lock-releases; do
+  socket=$dir/$mode.sock
+  "$@" "$server" "$mode" "$socket" >"$dir/server.out" 2>"$dir/server.err" &
+  pid=$!
+  tries=0
+  while [ ! -S "$socket" ]; do
+    kill -0 "$pid" 2>/dev/null || die "rstmem-bench-server $mode exited before listening: $(cat "$dir/server.err")"
+    tries=$((tries + 1))
+    [ "$tries" -le 1200 ] || die "rstmem-bench-server $mode did not listen on $socket within 120 s"
+    sleep 0.1
+  done
+  what="the C baseline with $mode"
+  drive "$@"
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  status=$?
+  pid=
+  [ "$status" -eq 0 ] || die "rstmem-bench-server $mode exited $status on SIGTERM: $(cat "$dir/server.err")"
+  counts=$(sed -n 's/^released \([0-9]*\) of \([0-9]*\)$/\1 \2/p' "$dir/server.out")
+  [ -n "$counts" ] || die "rstmem-bench-server $mode printed no release count: $(cat "$dir/server.out")"
+  released=$(printf '%s\n' "$counts" | cut -d' ' -f1)
+  sent=$(printf '%s\n' "$counts" | cut -d' ' -f2)
+  [ "$sent" -ge 40 ] && [ "$released" -eq "$sent" ] ||
+    die "rstmem-bench-server $mode released $released of $sent buffers: expected all, at least 40 (2 clients x 20 round trips)"
+  echo "ok: rstmem-bench-server $mode released $released of $sent"
+done
 if [ -n "${RSTMEMD_SOCKET:-}" ]; then
   socket=$RSTMEMD_SOCKET
   what="rstmemd"
