@@ -43,16 +43,21 @@ if "$@" "$client" --socket "$dir/none.sock" --clients 1 --size 4096 --seconds 1 
 fi
 grep -q -- "--min-round-trips -3: expected a whole number" "$dir/err" || die "rstmem-bench-client's refusal of --min-round-trips -3 does not name it: $(cat "$dir/err")"
 
+# Waits until the server started as $pid (named $1 in errors) listens on $socket.
+await_listening() {
+  tries=0
+  while [ ! -S "$socket" ]; do
+    kill -0 "$pid" 2>/dev/null || die "$1 exited before listening: $(cat "$dir/server.err")"
+    tries=$((tries + 1))
+    [ "$tries" -le 1200 ] || die "$1 did not listen on $socket within 120 s"
+    sleep 0.1
+  done
+}
+
 socket=$dir/baseline.sock
 "$@" "$server" "$socket" 2>"$dir/server.err" &
 pid=$!
-tries=0
-while [ ! -S "$socket" ]; do
-  kill -0 "$pid" 2>/dev/null || die "rstmem-bench-server exited before listening: $(cat "$dir/server.err")"
-  tries=$((tries + 1))
-  [ "$tries" -le 1200 ] || die "rstmem-bench-server did not listen on $socket within 120 s"
-  sleep 0.1
-done
+await_listening rstmem-bench-server
 what="the C baseline"
 drive "$@"
 kill "$pid" 2>/dev/null
@@ -64,13 +69,7 @@ for mode in --watch-releases --lock-releases; do
   socket=$dir/$mode.sock
   "$@" "$server" "$mode" "$socket" >"$dir/server.out" 2>"$dir/server.err" &
   pid=$!
-  tries=0
-  while [ ! -S "$socket" ]; do
-    kill -0 "$pid" 2>/dev/null || die "rstmem-bench-server $mode exited before listening: $(cat "$dir/server.err")"
-    tries=$((tries + 1))
-    [ "$tries" -le 1200 ] || die "rstmem-bench-server $mode did not listen on $socket within 120 s"
-    sleep 0.1
-  done
+  await_listening "rstmem-bench-server $mode"
   what="the C baseline with $mode"
   drive "$@"
   kill -TERM "$pid" 2>/dev/null
