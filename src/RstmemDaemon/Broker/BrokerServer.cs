@@ -372,8 +372,15 @@ public sealed class BrokerServer : IDisposable
             try
             {
                 client.AllocationInFlight = false;
-                OutgoingReply reply = dispatcher.AllocCompleted(job);
-                workers.Return(job);
+                OutgoingReply reply;
+                try
+                {
+                    reply = dispatcher.AllocCompleted(job);
+                }
+                finally
+                {
+                    workers.Return(job);
+                }
                 if (!Send(client, reply))
                 {
                     continue;

@@ -340,13 +340,25 @@ public sealed class BufferLedger : IReleaseSink, IDisposable
     /// Records a charged buffer about to be sent and starts observing its
     /// last close; call while <paramref name="buffer"/> is still open here.
     /// The charge moves from <paramref name="charged"/> bytes to the buffer's
-    /// real <paramref name="size"/> (the kernel rounds to pages). On failure
-    /// the charge is refunded.
+    /// real <paramref name="size"/> (the kernel rounds to pages). On failure,
+    /// an error or an exception from the observer, the charge is refunded
+    /// and the slot is free again.
     /// </summary>
     public Errno TryRecord(SafeFd buffer, uint uid, int pid, string heap, long charged, long size, long connection, out ulong id)
     {
         int slot = TakeSlot();
-        Errno errno = releases.Observe(buffer, this, slot, out long handle);
+        Errno errno;
+        long handle;
+        try
+        {
+            errno = releases.Observe(buffer, this, slot, out handle);
+        }
+        catch
+        {
+            FreeSlot(slot);
+            Refund(uid, heap, charged);
+            throw;
+        }
         if (errno != Errno.None)
         {
             FreeSlot(slot);

@@ -226,9 +226,14 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
         if (Workers.TryRunInline(job))
         {
             // A heap that has been quick: the kernel's call ran here, and the job goes back at once.
-            OutgoingReply reply = AllocCompleted(job);
-            Workers.Return(job);
-            return reply;
+            try
+            {
+                return AllocCompleted(job);
+            }
+            finally
+            {
+                Workers.Return(job);
+            }
         }
         // The kernel's call runs on the heap's worker; AllocCompleted makes the reply on this thread.
         Workers.Post(job);
@@ -263,17 +268,27 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
             ledger.CountFailure(heap.Name, client.Uid);
             return Error(client, header, errno, $"cannot track the buffer's release: {errno.Describe()}");
         }
-        if (logger.IsEnabled(LogLevel.Information))
+        try
         {
-            logger.Handed(id, Encoding.UTF8.GetString(job.Name, 0, job.NameLength), actual, heap.Name, client.Uid, client.Pid);
-        }
+            if (logger.IsEnabled(LogLevel.Information))
+            {
+                logger.Handed(id, Encoding.UTF8.GetString(job.Name, 0, job.NameLength), actual, heap.Name, client.Uid, client.Pid);
+            }
 
-        var reply = new rstmem_alloc_reply { buffer_id = id, size = (ulong)actual };
-        unsafe
-        {
-            Wire.WriteString(Wire.Field(reply.heap, RSTMEM_HEAP_NAME_LEN), heap.Name, "heap name");
+            var reply = new rstmem_alloc_reply { buffer_id = id, size = (ulong)actual };
+            unsafe
+            {
+                Wire.WriteString(Wire.Field(reply.heap, RSTMEM_HEAP_NAME_LEN), heap.Name, "heap name");
+            }
+            return Ok(client, header, reply, buffer);
         }
-        return Ok(client, header, reply, buffer);
+        catch
+        {
+            // Recorded but never sent: closing the only descriptor releases the buffer, and the
+            // ledger takes the charge back when its release is reported.
+            buffer.Dispose();
+            throw;
+        }
     }
 
     /// <summary>An ALLOC whose client went away while the kernel worked: the buffer is closed and the charge taken back.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using Rstmem.Daemon.Broker;
 using Rstmem.Daemon.Client;
 using Rstmem.Daemon.Protocol;
@@ -121,6 +122,61 @@ public sealed class BrokerTests
             $"release latency p99 {stats.ReleaseLatencyP99Us} us, max {stats.ReleaseLatencyMaxUs} us");
         var error = Assert.Throws<RstmemException>(() => client.Free(buffer.Id));
         Assert.Equal(Errno.ENOENT, error.Errno);
+    }
+
+    /// <summary>Loggers that fail the first time one event is logged, as a broken log sink would; everything else is dropped.</summary>
+    private sealed class FailingOnEvent(string eventName) : ILoggerFactory, ILogger
+    {
+        private int failed;
+
+        public ILogger CreateLogger(string categoryName) => this;
+
+        public void AddProvider(ILoggerProvider provider)
+        {
+        }
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (eventId.Name == eventName && Interlocked.Exchange(ref failed, 1) == 0)
+            {
+                throw new InvalidOperationException($"the log sink failed on {eventName}");
+            }
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
+    [Fact]
+    public void A_buffer_recorded_but_never_sent_is_closed_and_its_charge_taken_back()
+    {
+        // The ALLOC fails after the ledger recorded the buffer (its log line throws): the
+        // client is dropped, and the buffer must not stay open in the daemon, charged for ever.
+        using var broker = new BrokerFixture(limits: new BrokerLimits(MaxBuffersPerUser: 1, MaxBytesPerUser: 1L << 40, MaxConnectionsPerUser: 64),
+            loggers: new FailingOnEvent(nameof(BrokerLog.Handed)));
+        long free = broker.Model.PoolCounters("secure-video").FreeBytes;
+        using RstmemClient probe = RstmemClient.Connect(broker.SocketPath);
+        // No garbage collection meanwhile: a descriptor the daemon forgot would be closed by a
+        // finalizer sooner or later, hiding the leak.
+        DaemonStats stats = WithoutGarbageCollection(() =>
+        {
+            using (RstmemClient failing = RstmemClient.Connect(broker.SocketPath))
+            {
+                var dropped = Assert.Throws<RstmemException>(() => failing.Allocate("secure-video", 1 << 20));
+                Assert.Contains("closed", dropped.Message, StringComparison.Ordinal);
+            }
+            return WaitFor(() => probe.Stats(), s => s.Releases == 1);
+        });
+        Assert.Equal((1ul, 0ul, 0ul), (stats.Allocations, stats.LiveBuffers, stats.LiveBytes));
+        Assert.Equal(free, broker.Model.PoolCounters("secure-video").FreeBytes);
+        // The user's one buffer is free to take again: no charge was left behind (MaxBuffersPerUser 1).
+        using AllocatedBuffer again = probe.Allocate("secure-video", 1 << 20);
+        Assert.Equal(1 << 20, again.Size);
     }
 
     [Fact]

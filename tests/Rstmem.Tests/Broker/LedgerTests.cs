@@ -37,9 +37,17 @@ public sealed class LedgerTests
         /// <summary>When set, the next observe fails with it (the kernel refused a watch).</summary>
         public Errno FailNext { get; set; }
 
+        /// <summary>When set, the next observe throws it (a broken invariant in the watcher).</summary>
+        public Exception? ThrowNext { get; set; }
+
         public Errno Observe(SafeFd buffer, IReleaseSink sink, long token, out long handle)
         {
             Tokens.Add(token);
+            if (ThrowNext is { } exception)
+            {
+                ThrowNext = null;
+                throw exception;
+            }
             if (FailNext != Errno.None)
             {
                 (Errno failure, FailNext) = (FailNext, Errno.None);
@@ -409,6 +417,26 @@ public sealed class LedgerTests
         Assert.Equal([3L, 1, 1, 5], observer.Tokens);
         Assert.Equal(6, ledger.SlotsInUse);
         Assert.Equal(6, ledger.User(Uid).Buffers); // the failed one was refunded
+    }
+
+    [Fact]
+    public void A_watch_that_throws_takes_back_the_charge_and_the_slot_and_the_exception_goes_on()
+    {
+        var observer = new ScriptedObserver(null);
+        using var ledger = new BufferLedger(observer, new BrokerLimits(4, 1 << 20, 4));
+        Record(ledger, 4096);
+        Assert.Equal(Errno.None, ledger.TryCharge(Uid, "heap", 8192, long.MaxValue, out _, out _));
+        observer.ThrowNext = new InvalidOperationException("/proc/self/fd/7 is already watched (watch 3)");
+
+        var thrown = Assert.Throws<InvalidOperationException>(() => ledger.TryRecord(SafeFd.Invalid, Uid, 42, "heap", 8192, 8192, 1, out _));
+
+        Assert.Equal("/proc/self/fd/7 is already watched (watch 3)", thrown.Message);
+        Assert.Equal(1, ledger.User(Uid).Buffers); // the first buffer's charge only
+        Assert.Equal(4096, ledger.User(Uid).Bytes);
+        Assert.Equal(1, ledger.SlotsInUse);
+        Record(ledger, 4096); // the slot is taken again, and the ledger goes on
+        Assert.Equal(2, ledger.SlotsInUse);
+        Assert.Equal(2, ledger.User(Uid).Buffers);
     }
 
     [Fact]

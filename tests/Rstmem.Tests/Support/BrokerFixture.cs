@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Rstmem.Interop;
 using Rstmem.Daemon.Backends;
@@ -39,7 +40,7 @@ internal sealed class BrokerFixture : IDisposable
     private readonly ListenerSocket listener;
     private readonly string directory;
 
-    public BrokerFixture(string generation = "mainline", BrokerLimits? limits = null, Action<ModelOptions>? configure = null)
+    public BrokerFixture(string generation = "mainline", BrokerLimits? limits = null, Action<ModelOptions>? configure = null, ILoggerFactory? loggers = null)
     {
         directory = Directory.CreateTempSubdirectory("rstmemd-test-").FullName;
         SocketPath = Path.Combine(directory, "rstmemd.sock");
@@ -48,7 +49,7 @@ internal sealed class BrokerFixture : IDisposable
         Model = new ModelKernel(options);
         Selection = BackendProbe.Select("model", LinuxKernel.Instance, () => Model, [], new Dictionary<string, string>());
         listener = ListenerSocket.Bind(SocketPath, Convert.ToUInt32("660", 8), null);
-        Server = DaemonComposition.Broker(listener.Fd, Selection, limits ?? DefaultLimits, NullLoggerFactory.Instance, () => { });
+        Server = DaemonComposition.Broker(listener.Fd, Selection, limits ?? DefaultLimits, loggers ?? NullLoggerFactory.Instance, () => { });
         loop = new Thread(() => Server.Run(TimeSpan.FromSeconds(1))) { IsBackground = true, Name = "test-broker" };
         loop.Start();
         Server.Listening.Wait();
