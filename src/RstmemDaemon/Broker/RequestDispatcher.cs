@@ -261,15 +261,15 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
         SafeFd buffer = job.Buffer!;
         long actual = job.Actual;
 
-        errno = ledger.TryRecord(buffer, client.Uid, client.Pid, heap.Name, size, actual, client.Id, out ulong id);
-        if (errno != Errno.None)
-        {
-            buffer.Dispose();
-            ledger.CountFailure(heap.Name, client.Uid);
-            return Error(client, header, errno, $"cannot track the buffer's release: {errno.Describe()}");
-        }
         try
         {
+            errno = ledger.TryRecord(buffer, client.Uid, client.Pid, heap.Name, size, actual, client.Id, out ulong id);
+            if (errno != Errno.None)
+            {
+                buffer.Dispose();
+                ledger.CountFailure(heap.Name, client.Uid);
+                return Error(client, header, errno, $"cannot track the buffer's release: {errno.Describe()}");
+            }
             if (logger.IsEnabled(LogLevel.Information))
             {
                 logger.Handed(id, Encoding.UTF8.GetString(job.Name, 0, job.NameLength), actual, heap.Name, client.Uid, client.Pid);
@@ -284,8 +284,8 @@ internal sealed class RequestDispatcher(BackendSelection backend, BufferLedger l
         }
         catch
         {
-            // Recorded but never sent: closing the only descriptor releases the buffer, and the
-            // ledger takes the charge back when its release is reported.
+            // Never sent: closing the only descriptor releases the buffer. A recorded buffer's
+            // charge comes back when its release is reported; TryRecord refunded an unrecorded one.
             buffer.Dispose();
             throw;
         }
