@@ -16,7 +16,8 @@ namespace Rstmem.Model;
 /// real kernel does (docs/kernel-semantics.md). Buffers are sealed memfds —
 /// real descriptors that can be passed to other processes — and their pool
 /// memory is returned when the last reference anywhere is closed, learned from
-/// inotify. A descriptor the model did not create is passed to the real
+/// a lock on the description handed out while a file is young and from inotify
+/// once it has been held a while (<see cref="LockedFiles"/>). A descriptor the model did not create is passed to the real
 /// system call, as a real kernel would treat it.
 /// </summary>
 public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
@@ -26,6 +27,9 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
 
     private readonly FileTable files = new();
     private readonly ReleaseWatcher releases = ReleaseWatcher.ForReopenableFiles();
+    private readonly LockedFiles locked;
+    /// <summary><see cref="FileReleased"/>, made a delegate once: a sweep allocates nothing.</summary>
+    private readonly Action<ModelFile> fileReleased;
     private readonly Dictionary<string, ModelHeap> heaps = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ModelHeap> useCaseHeaps = new(StringComparer.Ordinal);
     private readonly Dictionary<string, FaultPlan> faults = new(StringComparer.Ordinal);
@@ -49,6 +53,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         Generation = options.ValidatedGeneration();
         PageSize = (long)Page.Size;
         CreateHeaps();
+        locked = new LockedFiles(releases);
+        fileReleased = FileReleased;
 
         Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter)
             .ThrowIfError("socketpair");
@@ -59,6 +65,12 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     }
 
     public ModelOptions Options { get; }
+
+    /// <summary>Held while young files are swept (<see cref="LockedFiles.Gate"/>): a file's own description does not move under it.</summary>
+    internal Lock LockedGate => locked.Gate;
+
+    /// <summary>Files whose release is still learned from their lock (<see cref="LockedFiles"/>), each with a description of the model's own.</summary>
+    internal int LockedCount => locked.Count;
 
     /// <summary>Guards the state of every dma-buf of this model (references, name, observers): one lock, none per buffer.</summary>
     internal Lock BufferGate { get; } = new();
@@ -121,7 +133,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     [ThreadStatic]
     private static (ModelKernel? Kernel, int Fd, ModelFile? File) installed;
 
-    /// <summary>Descriptors looked up by their watch since start (an inotify_add_watch each); a handle the model resolved before costs none.</summary>
+    /// <summary>Descriptors looked up by their identity since start (a statx each); a handle the model resolved before costs none.</summary>
     internal long DescriptorLookups => Interlocked.Read(ref descriptorLookups);
 
     /// <summary>The inotify queue overflowed: some releases may have been missed (never expected).</summary>
@@ -230,6 +242,10 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         var lines = new List<string>();
         foreach (string line in generic.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
+            if (line.StartsWith("lock:", StringComparison.Ordinal) && line.EndsWith(ModelLockLine, StringComparison.Ordinal))
+            {
+                continue; // the model's own lock (LockedFiles), which a dma-buf does not carry
+            }
             if (line.StartsWith("flags:", StringComparison.Ordinal))
             {
                 int flags = Convert.ToInt32(line["flags:".Length..].Trim(), 8);
@@ -244,6 +260,9 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         fdinfo = string.Join('\n', lines) + "\n";
         return Errno.None;
     }
+
+    /// <summary>How fdinfo's lock line ends for the model's lock: its start, and "EOF" for an end at OFFSET_MAX (fs/locks.c lock_get_status).</summary>
+    private static readonly string ModelLockLine = " " + LockedFiles.LockStart.ToString(CultureInfo.InvariantCulture) + " EOF";
 
     public IReadOnlyList<string> ListDirectory(string path)
     {
@@ -367,7 +386,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         {
             throw new InvalidOperationException("the model's release handling failed: " + failure.Message, failure);
         }
-        return releases.Drain();
+        return locked.Sweep(fileReleased) + releases.Drain();
     }
 
     public void Dispose()
@@ -379,6 +398,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         disposed = true;
         Sys.TryWrite(wakeWriter, [1], out _);
         drainer.Join();
+        locked.Dispose();
         releases.Dispose();
         wakeWriter.Dispose();
         wakeReader.Dispose();
@@ -560,36 +580,57 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 return errno;
             }
             // The access mode of a dma-buf comes from fd_flags (O_CLOEXEC alone: read-only;
-            // O_ACCMODE: neither). A fresh open of the memfd gives exactly that; the original
-            // closes before anyone watches, so its close is not a release.
+            // O_ACCMODE: neither). A fresh open of the memfd gives exactly that; the model
+            // keeps the other description, to ask about the lock (LockedFiles), and its
+            // close is not a release.
+            Span<byte> path = stackalloc byte[ReleaseWatcher.DescriptorPathLength];
             SafeFd handle;
+            SafeFd own;
             if (accessMode == Fcntl.O_RDWR)
             {
                 handle = memfd;
-                handedOver = true;
+                if ((errno = Sys.TryOpen(ReleaseWatcher.DescriptorPath(memfd, path), Fcntl.O_RDONLY, out own)) != Errno.None)
+                {
+                    return errno;
+                }
             }
-            else if ((errno = Sys.TryOpen($"/proc/self/fd/{memfd.DangerousFd.ToString(CultureInfo.InvariantCulture)}", accessMode, out handle)) != Errno.None)
+            else if ((errno = Sys.TryOpen(ReleaseWatcher.DescriptorPath(memfd, path), accessMode, out handle)) != Errno.None)
             {
                 return errno;
             }
-            if (!closeOnExec && (errno = Sys.TryFcntl(handle, Fcntl.F_SETFD, 0, out _)) != Errno.None)
+            else
             {
+                own = memfd;
+            }
+            handedOver = true; // memfd is handle or own from here
+            if ((errno = Sys.TryGetIdentity(handle, out FileIdentity identity)) != Errno.None
+                || (!closeOnExec && (errno = Sys.TryFcntl(handle, Fcntl.F_SETFD, 0, out _)) != Errno.None))
+            {
+                own.Dispose();
                 handle.Dispose();
                 return errno;
             }
-            // The file is its own sink (FileReleased): the watch costs no delegate. Its
-            // descriptor is the file's key: no stat per file.
-            errno = releases.Observe(handle, file, 0, out long watch);
-            if (errno != Errno.None)
-            {
-                handle.Dispose();
-                return errno;
-            }
-            // Unique among the files alive: the kernel hands watch descriptors out cyclically
-            // (inotify_add_to_idr), a released file leaves the table in its release callback,
-            // and ReleaseWatcher.Observe throws rather than reuse a descriptor still pending.
-            file.Watch = watch;
+            // In the table before any release can be seen: a release takes it out.
+            file.Identity = identity;
             files.Add(file);
+            if (locked.TryAdd(file, handle, accessMode, own, out bool wakeDrainer) == Errno.None)
+            {
+                if (wakeDrainer)
+                {
+                    Sys.TryWrite(wakeWriter, [1], out _); // the drainer slept with nothing to sweep
+                }
+            }
+            else
+            {
+                // Access mode "neither" cannot be locked: watched at once (the file is its own sink).
+                own.Dispose();
+                if ((errno = releases.Observe(handle, file, 0, out _)) != Errno.None)
+                {
+                    files.Remove(file);
+                    handle.Dispose();
+                    return errno;
+                }
+            }
             fd = handle;
             return Errno.None;
         }
@@ -602,7 +643,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         }
     }
 
-    /// <summary>From the release watch (through the file, its own sink): the file's inode was evicted.</summary>
+    /// <summary>From the release watch (through the file, its own sink: the file's inode was evicted) or the lock's sweep (the description handed out was released).</summary>
     internal void FileReleased(ModelFile file)
     {
         files.Remove(file);
@@ -623,10 +664,10 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// The file behind a descriptor (fdget): null when it is not one of the
     /// model's. A handle the model resolved before answers from what it kept
     /// (<see cref="SafeFd.Resolved"/>): while it is open its file is alive,
-    /// so no release can have changed the answer. Otherwise the model asks its
-    /// watch which watch descriptor the file has (the key of its table): the
-    /// open descriptor keeps the inode, and so its watch and entry, alive, and
-    /// watch descriptors are not reused soon, so no stale entry can answer.
+    /// so no release can have changed the answer. Otherwise the model finds the
+    /// file by its (device, inode), the key of its table: the open descriptor
+    /// keeps the inode alive, and the kernel numbers a memfd's inode from a
+    /// 64-bit counter (mm/shmem.c shmem_reserve_inode), so no stale entry can answer.
     /// </summary>
     private Errno Lookup(SafeFd fd, out ModelFile? file)
     {
@@ -638,12 +679,12 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         }
         file = null;
         Interlocked.Increment(ref descriptorLookups);
-        Errno errno = releases.FindObserved(fd, out long watch);
-        if (errno != Errno.None || watch < 0)
+        Errno errno = Sys.TryGetIdentity(fd, out FileIdentity identity);
+        if (errno != Errno.None)
         {
             return errno;
         }
-        file = files.Find(watch);
+        file = files.Find(identity);
         if (file is not null)
         {
             fd.Resolved = file;
@@ -723,11 +764,18 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     private void DrainLoop()
     {
         Span<pollfd> fds = stackalloc pollfd[2];
+        byte[] wakeBytes = new byte[64];
         while (!disposed)
         {
             fds[0] = new pollfd { fd = wakeReader.DangerousFd, events = Poll.POLLIN };
             fds[1] = new pollfd { fd = releases.Events.DangerousFd, events = Poll.POLLIN };
-            Sys.TryPoll(fds, -1, out _);
+            // Files under a lock are asked about every batch; with none, only the watch wakes it
+            // (or the first file locked, LockedFiles.TryAdd).
+            Sys.TryPoll(fds, locked.SleepIfEmpty() ? -1 : ReleaseBatchMilliseconds, out _);
+            if ((fds[0].revents & Poll.POLLIN) != 0)
+            {
+                Sys.TryRead(wakeReader, wakeBytes, out _);
+            }
             if (!disposed && (fds[1].revents & Poll.POLLIN) != 0)
             {
                 Sys.TryPoll(fds[..1], ReleaseBatchMilliseconds, out _); // the batch gathers; Dispose cuts it short
@@ -738,7 +786,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             }
             try
             {
-                releases.Drain();
+                Drain();
             }
             catch (Exception e) when (e is InvalidOperationException or ErrnoException or ArgumentException)
             {

@@ -49,6 +49,14 @@ internal static unsafe class UapiCatalog
             .Field(static (ref v) => ref v.events)
             .Field(static (ref v) => ref v.revents));
 
+        // <fcntl.h>
+        Add<flock>(s => s
+            .Field(static (ref v) => ref v.l_type)
+            .Field(static (ref v) => ref v.l_whence)
+            .Field(static (ref v) => ref v.l_start)
+            .Field(static (ref v) => ref v.l_len)
+            .Field(static (ref v) => ref v.l_pid));
+
         // <sys/socket.h>, <sys/uio.h>, <sys/un.h>
         Add<iovec>(s => s
             .Pointer(static v => &v->iov_base)
@@ -212,6 +220,7 @@ internal static unsafe class UapiCatalog
             .Add(Fcntl.F_DUPFD_CLOEXEC).Add(Fcntl.F_ADD_SEALS).Add(Fcntl.F_GET_SEALS).Add(Fcntl.FD_CLOEXEC)
             .Add(Fcntl.F_SEAL_SEAL).Add(Fcntl.F_SEAL_SHRINK).Add(Fcntl.F_SEAL_GROW).Add(Fcntl.F_SEAL_WRITE)
             .Add(Fcntl.F_SEAL_FUTURE_WRITE)
+            .Add(Fcntl.F_OFD_GETLK).Add(Fcntl.F_OFD_SETLK).Add(Fcntl.F_RDLCK).Add(Fcntl.F_WRLCK).Add(Fcntl.F_UNLCK)
             .Add(Fcntl.SEEK_SET).Add(Fcntl.SEEK_CUR).Add(Fcntl.SEEK_END).Add(Fcntl.SEEK_DATA).Add(Fcntl.SEEK_HOLE)
             .Add(Inotify.IN_ACCESS).Add(Inotify.IN_MODIFY).Add(Inotify.IN_ATTRIB).Add(Inotify.IN_CLOSE_WRITE)
             .Add(Inotify.IN_CLOSE_NOWRITE).Add(Inotify.IN_CLOSE).Add(Inotify.IN_OPEN).Add(Inotify.IN_MOVED_FROM)

@@ -210,52 +210,6 @@ public sealed class ReleaseWatcher : IReleaseObserver
     }
 
     /// <summary>
-    /// The handle <see cref="Observe(SafeFd, IReleaseSink, long, out long)"/>
-    /// gave the file behind <paramref name="fd"/> (any descriptor of it: a
-    /// dup, or a copy passed back over SCM_RIGHTS), found without a stat: the
-    /// kernel keeps one watch per inode and instance, and an
-    /// inotify_add_watch with IN_MASK_ADD and the same mask answers with that
-    /// watch's descriptor, changing nothing (fs/notify/inotify/inotify_user.c,
-    /// inotify_update_existing_watch). A file not watched here gets a new
-    /// watch, which is removed at once (its IN_IGNORED finds nothing pending):
-    /// <paramref name="handle"/> is then -1. Errno.EBADF when
-    /// <paramref name="fd"/> is not open (/proc/self/fd has no such entry);
-    /// a file this process may not read cannot be watched, so it is not one
-    /// observed here either (-1, no error). Close events only: reference
-    /// counting has no watch to ask.
-    /// </summary>
-    public Errno FindObserved(SafeFd fd, out long handle)
-    {
-        ArgumentNullException.ThrowIfNull(fd);
-        if (counter is not null)
-        {
-            throw new InvalidOperationException("a reference-counting watcher keeps duplicates, not watches: it has none to find");
-        }
-        handle = -1;
-        lock (gate)
-        {
-            Errno errno = Sys.TryInotifyAddWatch(inotify, DescriptorPath(fd, stackalloc byte[DescriptorPathLength]), WatchMask | Inotify.IN_MASK_ADD, out int watch);
-            if (errno is Errno.ENOENT or Errno.EBADF)
-            {
-                return Errno.EBADF;
-            }
-            if (errno != Errno.None)
-            {
-                return Errno.None; // EACCES and the like: not a file this watcher could have observed
-            }
-            if (pending.ContainsKey(watch))
-            {
-                handle = watch;
-            }
-            else
-            {
-                Sys.TryInotifyRmWatch(inotify, watch);
-            }
-            return Errno.None;
-        }
-    }
-
-    /// <summary>
     /// What a watch asks for. A memfd's only IN_DELETE_SELF: it stays silent
     /// until the inode goes (then IN_DELETE_SELF and IN_IGNORED), instead of
     /// an event for every close.
@@ -263,10 +217,10 @@ public sealed class ReleaseWatcher : IReleaseObserver
     private uint WatchMask => closeMeansRelease ? Inotify.IN_CLOSE_WRITE | Inotify.IN_CLOSE_NOWRITE : Inotify.IN_DELETE_SELF;
 
     /// <summary>"/proc/self/fd/" and an int's digits and a NUL.</summary>
-    private const int DescriptorPathLength = 32;
+    public const int DescriptorPathLength = 32;
 
-    /// <summary>/proc/self/fd/N, NUL-terminated, formatted into <paramref name="destination"/> without a string.</summary>
-    private static ReadOnlySpan<byte> DescriptorPath(SafeFd fd, Span<byte> destination)
+    /// <summary>/proc/self/fd/N, NUL-terminated, formatted into <paramref name="destination"/> (<see cref="DescriptorPathLength"/> bytes) without a string.</summary>
+    public static ReadOnlySpan<byte> DescriptorPath(SafeFd fd, Span<byte> destination)
     {
         "/proc/self/fd/"u8.CopyTo(destination);
         Utf8Formatter.TryFormat(fd.DangerousFd, destination[14..], out int digits);

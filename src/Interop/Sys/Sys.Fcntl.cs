@@ -20,6 +20,25 @@ public static partial class Sys
         return errno;
     }
 
+    [LibraryImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
+    private static unsafe partial int fcntl(SafeFd fd, int cmd, flock* arg);
+
+    /// <summary>fcntl(2) for the record-lock commands (F_OFD_SETLK, F_OFD_GETLK, ...): <paramref name="lockRange"/> in, and out for F_OFD_GETLK.</summary>
+    public static unsafe Errno TryFcntl(SafeFd fd, int cmd, ref flock lockRange)
+    {
+        int result;
+        Errno errno;
+        fixed (flock* p = &lockRange)
+        {
+            do
+            {
+                result = fcntl(fd, cmd, p);
+            }
+            while (Interrupted(result, out errno));
+        }
+        return errno;
+    }
+
     /// <summary>True when FD_CLOEXEC is set on the descriptor.</summary>
     public static bool IsCloseOnExec(SafeFd fd)
     {

@@ -36,9 +36,32 @@ public static class Fcntl
     public const int F_SEAL_WRITE = 0x8;
     public const int F_SEAL_FUTURE_WRITE = 0x10;
 
+    /// <summary>Open file description locks (fs/locks.c): owned by the description, dropped when it is released (locks_remove_file from __fput).</summary>
+    public const int F_OFD_GETLK = 36;
+    public const int F_OFD_SETLK = 37;
+    public const short F_RDLCK = 0;
+    public const short F_WRLCK = 1;
+    public const short F_UNLCK = 2;
+
     public const int SEEK_SET = 0;
     public const int SEEK_CUR = 1;
     public const int SEEK_END = 2;
     public const int SEEK_DATA = 3;
     public const int SEEK_HOLE = 4;
+}
+
+/// <summary>
+/// &lt;fcntl.h&gt;'s struct flock (asm-generic/fcntl.h): its offsets are off_t,
+/// a C long (pointer-wide) without _FILE_OFFSET_BITS=64, so 64 bits on x86_64
+/// and arm64, the architectures rstmemd runs on.
+/// </summary>
+#pragma warning disable CS8981 // the C name
+public struct flock
+#pragma warning restore CS8981
+{
+    public short l_type;
+    public short l_whence;
+    public nint l_start;
+    public nint l_len;
+    public int l_pid;
 }

@@ -1,9 +1,10 @@
+using Rstmem.Interop;
+
 namespace Rstmem.Model.Files;
 
 /// <summary>
-/// The model's files by the descriptor of the watch the model keeps on each
-/// (<see cref="Rstmem.Interop.Kernel.ReleaseWatcher.FindObserved"/> finds it
-/// from any descriptor of the file, without a stat): a hash table whose chains run
+/// The model's files by their memfd's (device, inode), which a statx of any
+/// descriptor of the file gives: a hash table whose chains run
 /// through the files themselves (<see cref="ModelFile.NextInTable"/>), so a
 /// file costs the table one reference in its bucket array and no node or
 /// entry of its own. The bucket array doubles when the files outnumber the
@@ -40,13 +41,13 @@ internal sealed class FileTable
         }
     }
 
-    public ModelFile? Find(long watch)
+    public ModelFile? Find(FileIdentity identity)
     {
         lock (gate)
         {
-            for (ModelFile? file = buckets[Bucket(watch, buckets.Length)]; file is not null; file = file.NextInTable)
+            for (ModelFile? file = buckets[Bucket(identity, buckets.Length)]; file is not null; file = file.NextInTable)
             {
-                if (file.Watch == watch)
+                if (file.Identity == identity)
                 {
                     return file;
                 }
@@ -55,48 +56,48 @@ internal sealed class FileTable
         }
     }
 
-    /// <summary>Adds <paramref name="file"/> under its <see cref="ModelFile.Watch"/>; a file already there under it is forgotten.</summary>
+    /// <summary>Adds <paramref name="file"/> under its <see cref="ModelFile.Identity"/>; a file already there under it is forgotten.</summary>
     public void Add(ModelFile file)
     {
         ArgumentNullException.ThrowIfNull(file);
         lock (gate)
         {
-            if (ReferenceEquals(Find(file.Watch), file))
+            if (ReferenceEquals(Find(file.Identity), file))
             {
                 throw new InvalidOperationException("the file is already in the table");
             }
-            Unlink(file.Watch, null);
+            Unlink(file.Identity, null);
             if (count == buckets.Length)
             {
                 Grow();
             }
-            ref ModelFile? head = ref buckets[Bucket(file.Watch, buckets.Length)];
+            ref ModelFile? head = ref buckets[Bucket(file.Identity, buckets.Length)];
             file.NextInTable = head;
             head = file;
             count++;
         }
     }
 
-    /// <summary>Removes this very file (not another that took its watch descriptor since); false if it is not in the table.</summary>
+    /// <summary>Removes this very file (not another under the same identity since); false if it is not in the table.</summary>
     public bool Remove(ModelFile file)
     {
         ArgumentNullException.ThrowIfNull(file);
         lock (gate)
         {
-            return Unlink(file.Watch, file) is not null;
+            return Unlink(file.Identity, file) is not null;
         }
     }
 
     /// <summary>
-    /// Unlinks <paramref name="only"/> from <paramref name="watch"/>'s chain,
-    /// or, when it is null, the file of that watch; returns what it unlinked, or null.
+    /// Unlinks <paramref name="only"/> from <paramref name="identity"/>'s chain,
+    /// or, when it is null, the file of that identity; returns what it unlinked, or null.
     /// </summary>
-    private ModelFile? Unlink(long watch, ModelFile? only)
+    private ModelFile? Unlink(FileIdentity identity, ModelFile? only)
     {
-        ref ModelFile? link = ref buckets[Bucket(watch, buckets.Length)];
+        ref ModelFile? link = ref buckets[Bucket(identity, buckets.Length)];
         while (link is { } candidate)
         {
-            if (only is null ? candidate.Watch == watch : ReferenceEquals(candidate, only))
+            if (only is null ? candidate.Identity == identity : ReferenceEquals(candidate, only))
             {
                 link = candidate.NextInTable;
                 candidate.NextInTable = null;
@@ -117,7 +118,7 @@ internal sealed class FileTable
             while (file is not null)
             {
                 ModelFile? next = file.NextInTable;
-                ref ModelFile? bucket = ref grown[Bucket(file.Watch, grown.Length)];
+                ref ModelFile? bucket = ref grown[Bucket(file.Identity, grown.Length)];
                 file.NextInTable = bucket;
                 bucket = file;
                 file = next;
@@ -126,7 +127,7 @@ internal sealed class FileTable
         buckets = grown;
     }
 
-    /// <summary>Fibonacci hashing of the watch descriptor into a power-of-two table.</summary>
-    private static int Bucket(long watch, int length) =>
-        (int)(((ulong)watch * 0x9E3779B97F4A7C15UL) >> (64 - System.Numerics.BitOperations.Log2((uint)length)));
+    /// <summary>Fibonacci hashing of the inode number (the model's memfds share one device) into a power-of-two table.</summary>
+    private static int Bucket(FileIdentity identity, int length) =>
+        (int)((identity.Inode * 0x9E3779B97F4A7C15UL) >> (64 - System.Numerics.BitOperations.Log2((uint)length)));
 }

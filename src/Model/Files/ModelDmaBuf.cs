@@ -300,16 +300,22 @@ internal sealed class ModelDmaBuf(ModelKernel kernel, ModelHeap heap, long size,
     // plus kernel holders. References in other processes are not visible
     // from here; the real kernel would count them too. Matched by (device,
     // inode), not by the memfd's name: several models in one process (the
-    // tests run them in parallel) name their buffers alike.
+    // tests run them in parallel) name their buffers alike. The model's own
+    // description of a young buffer (LockedFiles) is not a reference a
+    // dma-buf would have: it is left out, and does not move while counted.
     private int CountReferences(FileIdentity identity)
     {
         int count = 0;
-        foreach (string entry in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        lock (Kernel.LockedGate)
         {
-            // An entry closed while we looked fails the stat, and is not counted.
-            if (Sys.TryGetIdentity(entry, out FileIdentity candidate) == Errno.None && candidate == identity)
+            foreach (string entry in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
             {
-                count++;
+                // An entry closed while we looked fails the stat, and is not counted.
+                if (Sys.TryGetIdentity(entry, out FileIdentity candidate) == Errno.None && candidate == identity
+                    && !(int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out int fd) && LockedFiles.IsOwn(this, fd)))
+                {
+                    count++;
+                }
             }
         }
         return count + KernelHolders;

@@ -6,9 +6,11 @@ namespace Rstmem.Model.Files;
 
 /// <summary>
 /// What the model keeps behind one of its descriptors. Each is backed by a
-/// real memfd (so it can cross processes), recognised by the model's watch on
-/// its inode and forgotten when the kernel evicts that inode — the last reference
-/// anywhere is gone. The defaults are those of a file whose
+/// real memfd (so it can cross processes), recognised by its inode and
+/// forgotten when its release is seen: first through a lock on the
+/// description handed out (<see cref="LockedFiles"/>), and once held a while
+/// through the model's watch on the inode — the last reference anywhere is
+/// gone. The defaults are those of a file whose
 /// file_operations lack the hook: no llseek (ESPIPE), no mmap (ENODEV), no
 /// ioctl (ENOTTY).
 /// </summary>
@@ -17,8 +19,11 @@ internal abstract class ModelFile(ModelKernel kernel) : IReleaseSink
     /// <summary>The model the file belongs to; it hears the file's release (the file is its own release sink, so a watch costs no delegate).</summary>
     protected ModelKernel Kernel { get; } = kernel;
 
-    /// <summary>The descriptor of the model's watch on the file's inode: its key in the model's <see cref="FileTable"/>.</summary>
-    public long Watch { get; set; }
+    /// <summary>The memfd's (device, inode): the file's key in the model's <see cref="FileTable"/>.</summary>
+    public FileIdentity Identity { get; set; }
+
+    /// <summary>The model's own description of the file while <see cref="LockedFiles"/> holds it, else null; guarded by its gate.</summary>
+    internal SafeFd? Own;
 
     /// <summary>Whether this file is <paramref name="kernel"/>'s (a handle may have been resolved by another model).</summary>
     internal bool BelongsTo(ModelKernel kernel) => ReferenceEquals(Kernel, kernel);
@@ -26,7 +31,7 @@ internal abstract class ModelFile(ModelKernel kernel) : IReleaseSink
     /// <summary>The next file in the same bucket of the model's <see cref="FileTable"/>.</summary>
     internal ModelFile? NextInTable;
 
-    /// <summary>From the model's release watch: the file's inode was evicted.</summary>
+    /// <summary>From the model's release watch (the file's inode was evicted) or its lock (the description handed out was released).</summary>
     void IReleaseSink.Released(long token, long notBefore) => Kernel.FileReleased(this);
 
     public virtual Errno Ioctl(SafeFd fd, uint request, Span<byte> argument, out int result)
@@ -53,7 +58,7 @@ internal abstract class ModelFile(ModelKernel kernel) : IReleaseSink
     /// <summary>The f_flags mask the real file would show (procfs adds O_CLOEXEC itself).</summary>
     public virtual int FdInfoFlagsMask => ~0;
 
-    /// <summary>The last reference is gone (the model's release watcher saw the inode evicted).</summary>
+    /// <summary>The last reference is gone (see <see cref="LockedFiles"/> and the model's release watch).</summary>
     public virtual void Released() { }
 
     /// <summary>do_mmap's own checks, made before any driver hook: length, alignment, access mode.</summary>

@@ -159,26 +159,30 @@ public sealed class ModelReleaseObserverTests
     }
 
     [Fact]
-    public void Observing_adds_no_watch_of_its_own()
+    public void Observing_adds_no_watch_and_no_descriptor_of_its_own()
     {
         using ModelKernel model = ModelKit.Model("mainline");
         using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
         var buffers = new List<SafeFd>();
         try
         {
-            int before = InotifyWatches();
             for (int i = 0; i < 8; i++)
             {
                 buffers.Add(model.HeapAllocOrFail("system", 4096));
             }
-            int allocated = InotifyWatches();
-            foreach (SafeFd buffer in buffers)
+            // The model's drainer neither locks nor watches a file while its gate is held.
+            lock (model.LockedGate)
             {
-                Assert.Equal(Errno.None, observer.Observe(buffer, () => { }, out _));
-            }
+                int watches = InotifyWatches();
+                int descriptors = ModelKit.OpenDescriptorCount();
+                foreach (SafeFd buffer in buffers)
+                {
+                    Assert.Equal(Errno.None, observer.Observe(buffer, () => { }, out _));
+                }
 
-            Assert.Equal(8, allocated - before); // the model's own watch, one per buffer
-            Assert.Equal(allocated, InotifyWatches());
+                Assert.Equal(watches, InotifyWatches());
+                Assert.Equal(descriptors, ModelKit.OpenDescriptorCount());
+            }
         }
         finally
         {

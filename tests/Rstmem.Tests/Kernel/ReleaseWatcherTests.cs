@@ -68,45 +68,6 @@ public sealed class ReleaseWatcherTests
         Assert.Equal([0, 1, 2], released.Order());
     }
 
-    [Fact]
-    public void An_observed_file_is_found_from_any_descriptor_of_it_and_a_stranger_leaves_no_watch_behind()
-    {
-        using ReleaseWatcher watcher = ReleaseWatcher.ForReopenableFiles();
-        Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("found", Memfd.MFD_CLOEXEC, out SafeFd observed));
-        Assert.Equal(Errno.None, Interop.Sys.TryMemfdCreate("stranger", Memfd.MFD_CLOEXEC, out SafeFd stranger));
-        using (stranger)
-        {
-            int released = 0;
-            Assert.Equal(Errno.None, watcher.Observe(observed, new ReleaseCallback(() => released++), 0, out long handle));
-            Assert.Equal(Errno.None, Interop.Sys.TryDuplicate(observed, out SafeFd duplicate));
-            observed.Dispose();
-            using (duplicate)
-            {
-                Assert.Equal(Errno.None, watcher.FindObserved(duplicate, out long found));
-                Assert.Equal(handle, found);
-                Assert.Equal(Errno.None, watcher.FindObserved(duplicate, out found)); // asking twice changes nothing
-                Assert.Equal(handle, found);
-
-                Assert.Equal(Errno.None, watcher.FindObserved(stranger, out long none));
-                Assert.Equal(-1, none);
-                Assert.Equal([handle], WatchesOf(watcher)); // the stranger's watch was removed at once
-                Assert.Equal(1, watcher.Observed);
-            }
-
-            Assert.Equal(1, watcher.Drain()); // the duplicate was the last reference; the stranger's IN_IGNORED is no release
-            Assert.Equal(1, released);
-            using SafeFd notOpen = SafeFd.DangerousBorrow(int.MaxValue); // beyond any RLIMIT_NOFILE: never an open descriptor
-            Assert.Equal(Errno.EBADF, watcher.FindObserved(notOpen, out long closed));
-            Assert.Equal(-1, closed);
-        }
-    }
-
-    /// <summary>The watch descriptors the kernel lists for <paramref name="watcher"/>'s inotify instance (its fdinfo).</summary>
-    private static List<long> WatchesOf(ReleaseWatcher watcher) =>
-        File.ReadLines($"/proc/self/fdinfo/{watcher.Events.DangerousFd}")
-            .Where(line => line.StartsWith("inotify wd:", StringComparison.Ordinal))
-            .Select(line => long.Parse(line.AsSpan(11, line.IndexOf(' ', 11) - 11), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture))
-            .ToList();
 
     [Fact]
     public void No_release_is_lost_when_the_event_queue_overflows()

@@ -19,7 +19,7 @@ public sealed class LeakTests
         using (receiver)
         {
             long free = model.PoolCounters("secure-video").FreeBytes;
-            int descriptors = ModelKit.OpenDescriptorCount();
+            int descriptors = ModelKit.OpenDescriptorCount(model);
             byte[] message = new byte[8];
             for (int i = 0; i < 10_000; i++)
             {
@@ -31,7 +31,7 @@ public sealed class LeakTests
             }
             Assert.Equal(free, model.PoolCounters("secure-video").FreeBytes);
             Assert.Equal(0, model.LiveBuffers);
-            Assert.Equal(descriptors, ModelKit.OpenDescriptorCount());
+            Assert.Equal(descriptors, ModelKit.OpenDescriptorCount(model));
             Assert.Equal(0, model.ReleaseEventsLost);
         }
     }

@@ -82,4 +82,17 @@ internal static class ModelKit
         GC.Collect();
         return Directory.GetFileSystemEntries("/proc/self/fd").Length;
     }
+
+    /// <summary>
+    /// The descriptors open in this process, less the ones <paramref name="model"/>
+    /// keeps of its young files (one each while it learns their release from a
+    /// lock), counted while none can move.
+    /// </summary>
+    public static int OpenDescriptorCount(ModelKernel model)
+    {
+        lock (model.LockedGate)
+        {
+            return OpenDescriptorCount() - model.LockedCount;
+        }
+    }
 }
