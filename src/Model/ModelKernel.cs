@@ -35,6 +35,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     private readonly Dictionary<string, FaultPlan> faults = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Action> latencies = new(StringComparer.Ordinal);
     private readonly Lock gate = new();
+    /// <summary>The observers made by <see cref="ObserveReleases"/> and not disposed; guarded by <see cref="gate"/>.</summary>
+    private readonly List<ModelReleaseObserver> observers = [];
     private readonly ModelTeeDevice tee = new(TeeName, privileged: false);
     private readonly ModelTeeDevice teePriv = new(TeePrivName, privileged: true);
     private readonly Thread drainer;
@@ -53,7 +55,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         Generation = options.ValidatedGeneration();
         PageSize = (long)Page.Size;
         CreateHeaps();
-        locked = new LockedFiles(releases);
+        locked = new LockedFiles(releases, files);
         fileReleased = FileReleased;
 
         Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter)
@@ -386,7 +388,51 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         {
             throw new InvalidOperationException("the model's release handling failed: " + failure.Message, failure);
         }
-        return locked.Sweep(fileReleased) + releases.Drain();
+        int released;
+        drainDepth++;
+        try
+        {
+            released = locked.Sweep(fileReleased) + releases.Drain();
+        }
+        finally
+        {
+            drainDepth--;
+        }
+        if (drainDepth == 0)
+        {
+            // The observers hear of this drain's releases now that it holds nothing.
+            lock (gate)
+            {
+                foreach (ModelReleaseObserver observer in observers)
+                {
+                    observer.WakeIfFound();
+                }
+            }
+        }
+        return released;
+    }
+
+    /// <summary>How deep in <see cref="Drain"/> this thread is.</summary>
+    [ThreadStatic]
+    private static int drainDepth;
+
+    /// <summary>Whether this thread is inside a drain of a model (its releases wake observers when it ends).</summary>
+    internal static bool Draining => drainDepth > 0;
+
+    internal void AddObserver(ModelReleaseObserver observer)
+    {
+        lock (gate)
+        {
+            observers.Add(observer);
+        }
+    }
+
+    internal void RemoveObserver(ModelReleaseObserver observer)
+    {
+        lock (gate)
+        {
+            observers.Remove(observer);
+        }
     }
 
     public void Dispose()
@@ -603,33 +649,37 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 own = memfd;
             }
             handedOver = true; // memfd is handle or own from here
-            if ((errno = Sys.TryGetIdentity(handle, out FileIdentity identity)) != Errno.None
-                || (!closeOnExec && (errno = Sys.TryFcntl(handle, Fcntl.F_SETFD, 0, out _)) != Errno.None))
+            if (!closeOnExec && (errno = Sys.TryFcntl(handle, Fcntl.F_SETFD, 0, out _)) != Errno.None)
             {
                 own.Dispose();
                 handle.Dispose();
                 return errno;
             }
-            // In the table before any release can be seen: a release takes it out.
-            file.Identity = identity;
-            files.Add(file);
             if (locked.TryAdd(file, handle, accessMode, own, out bool wakeDrainer) == Errno.None)
             {
+                // In the model's table once a sweep finds it held, or a look-up needs it.
                 if (wakeDrainer)
                 {
                     Sys.TryWrite(wakeWriter, [1], out _); // the drainer slept with nothing to sweep
                 }
+                fd = handle;
+                return Errno.None;
             }
-            else
+            // Access mode "neither" cannot be locked: in the table now (a release takes it out)
+            // and watched at once, the file its own sink.
+            own.Dispose();
+            if ((errno = Sys.TryGetIdentity(handle, out FileIdentity identity)) != Errno.None)
             {
-                // Access mode "neither" cannot be locked: watched at once (the file is its own sink).
-                own.Dispose();
-                if ((errno = releases.Observe(handle, file, 0, out _)) != Errno.None)
-                {
-                    files.Remove(file);
-                    handle.Dispose();
-                    return errno;
-                }
+                handle.Dispose();
+                return errno;
+            }
+            file.Identity = identity;
+            files.Add(file);
+            if ((errno = releases.Observe(handle, file, 0, out _)) != Errno.None)
+            {
+                files.Remove(file);
+                handle.Dispose();
+                return errno;
             }
             fd = handle;
             return Errno.None;
@@ -665,7 +715,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// model's. A handle the model resolved before answers from what it kept
     /// (<see cref="SafeFd.Resolved"/>): while it is open its file is alive,
     /// so no release can have changed the answer. Otherwise the model finds the
-    /// file by its (device, inode), the key of its table: the open descriptor
+    /// file by its (device, inode), the key of its table (young files join it
+    /// when first needed, <see cref="LockedFiles.KeyAll"/>): the open descriptor
     /// keeps the inode alive, and the kernel numbers a memfd's inode from a
     /// 64-bit counter (mm/shmem.c shmem_reserve_inode), so no stale entry can answer.
     /// </summary>
@@ -685,6 +736,11 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
             return errno;
         }
         file = files.Find(identity);
+        if (file is null)
+        {
+            locked.KeyAll(); // it may be a young file no sweep has put in the table yet
+            file = files.Find(identity);
+        }
         if (file is not null)
         {
             fd.Resolved = file;

@@ -30,6 +30,8 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
     private long nextHandle;
     /// <summary>1 while a wake-up byte is in the socket or about to be: at most one is there, and the socket is read only then.</summary>
     private int wakePending;
+    /// <summary>1 when a release was queued during a drain of the model, whose end wakes the owner (<see cref="WakeIfFound"/>).</summary>
+    private int foundInDrain;
 
     /// <summary>Set while this thread runs <see cref="Drain"/>: the releases it finds are handled on the spot and need no wake-up.</summary>
     [ThreadStatic]
@@ -46,6 +48,7 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
         };
         Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_STREAM | Sockets.SOCK_NONBLOCK, 0, out wakeReader, out wakeWriter)
             .ThrowIfError("socketpair");
+        model.AddObserver(this);
     }
 
     public SafeFd Events => wakeReader;
@@ -79,8 +82,32 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
     internal void Released(IReleaseSink sink, long token)
     {
         released.Enqueue((sink, token, Stopwatch.GetTimestamp())); // the model knows the moment
-        // Found by this observer's own Drain: handled before it returns, no wake-up needed.
-        // Found by anyone else (the model's drainer, another call into the model): wake the owner.
+        if (ModelKernel.Draining)
+        {
+            // Found by a drain of the model (its drainer's sweep, another caller's): the owner
+            // is woken when that drain ends, not while it still holds what the owner's Drain needs.
+            Volatile.Write(ref foundInDrain, 1);
+            return;
+        }
+        Wake();
+    }
+
+    /// <summary>From the end of a drain of the model: wakes the owner if that drain found releases for it.</summary>
+    internal void WakeIfFound()
+    {
+        if (Volatile.Read(ref foundInDrain) != 0 && Interlocked.Exchange(ref foundInDrain, 0) != 0)
+        {
+            Wake();
+        }
+    }
+
+    /// <summary>
+    /// Found by this observer's own Drain: handled before it returns, no
+    /// wake-up needed. Found by anyone else (the model's drainer, another call
+    /// into the model): wake the owner.
+    /// </summary>
+    private void Wake()
+    {
         if (wakes && draining != this && Interlocked.Exchange(ref wakePending, 1) == 0)
         {
             Sys.TryWrite(wakeWriter, [1], out _);
@@ -147,6 +174,7 @@ internal sealed class ModelReleaseObserver : IReleaseObserver
 
     public void Dispose()
     {
+        model.RemoveObserver(this);
         wakeReader.Dispose();
         wakeWriter.Dispose();
     }

@@ -39,8 +39,12 @@ namespace Rstmem.Model.Files;
 /// reachable through it. A description with access mode "neither"
 /// (O_ACCMODE) cannot be locked (F_RDLCK needs FMODE_READ, F_WRLCK
 /// FMODE_WRITE): <see cref="TryAdd"/> refuses it and the model watches it at once.
+///
+/// A file here joins the model's <see cref="FileTable"/> (a statx) only when
+/// a sweep finds it still held, or when a look-up needs it
+/// (<see cref="KeyAll"/>): most are released before, and never cost one.
 /// </summary>
-internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
+internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDisposable
 {
     /// <summary>How long a held file stays here before the model watches it instead.</summary>
     internal const int PromoteAfterMilliseconds = 50;
@@ -60,8 +64,14 @@ internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
     private readonly record struct Entry(ModelFile File, SafeFd Own, long Since);
 
     private readonly Lock gate = new();
-    /// <summary>In order of arrival.</summary>
+    /// <summary>The files swept, in order of arrival; guarded by <see cref="gate"/>.</summary>
     private readonly List<Entry> entries = [];
+    /// <summary>
+    /// Files added since the last sweep began, guarded by <see cref="arrivalGate"/>
+    /// alone, so an allocation does not wait for a sweep: the next sweep takes them first.
+    /// </summary>
+    private readonly List<Entry> arrivals = [];
+    private readonly Lock arrivalGate = new();
     /// <summary>Set by the model's drainer while it sleeps with no timeout: the next file added wakes it.</summary>
     private bool drainerAsleep;
 
@@ -74,7 +84,10 @@ internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
         {
             lock (gate)
             {
-                return entries.Count;
+                lock (arrivalGate)
+                {
+                    return entries.Count + arrivals.Count;
+                }
             }
         }
     }
@@ -109,10 +122,10 @@ internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
         {
             return errno;
         }
-        lock (gate)
+        file.Own = own; // before the file is handed out, so whoever counts its references sees it
+        lock (arrivalGate)
         {
-            file.Own = own;
-            entries.Add(new Entry(file, own, Stopwatch.GetTimestamp()));
+            arrivals.Add(new Entry(file, own, Stopwatch.GetTimestamp()));
             wakeDrainer = drainerAsleep;
             drainerAsleep = false;
         }
@@ -124,8 +137,11 @@ internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
     {
         lock (gate)
         {
-            drainerAsleep = entries.Count == 0;
-            return drainerAsleep;
+            lock (arrivalGate)
+            {
+                drainerAsleep = entries.Count == 0 && arrivals.Count == 0;
+                return drainerAsleep;
+            }
         }
     }
 
@@ -142,6 +158,11 @@ internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
         ArgumentNullException.ThrowIfNull(released);
         lock (gate)
         {
+            lock (arrivalGate)
+            {
+                entries.AddRange(arrivals); // no allocation once the list has grown to its use
+                arrivals.Clear();
+            }
             if (entries.Count == 0)
             {
                 return 0;
@@ -160,6 +181,10 @@ internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
                     released(entry.File);
                     count++;
                 }
+                else if (!Key(entry))
+                {
+                    entries[kept++] = entry; // not in the table yet (statx failed): asked about again, and keyed, next time
+                }
                 else if ((i < excess || now - entry.Since >= PromoteAfterTicks)
                     && watcher.Observe(entry.Own, entry.File, 0, out _) == Errno.None)
                 {
@@ -177,7 +202,44 @@ internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
         }
     }
 
-    /// <summary>Whether <paramref name="fd"/> is the model's own description of <paramref name="file"/> (fdinfo's count leaves it out). Call under <see cref="Gate"/>.</summary>
+    /// <summary>
+    /// Puts every file here that is not in the model's table yet into it:
+    /// before a look-up by identity that found nothing, since the file looked
+    /// for may be one no sweep has seen held.
+    /// </summary>
+    public void KeyAll()
+    {
+        lock (gate)
+        {
+            lock (arrivalGate)
+            {
+                entries.AddRange(arrivals);
+                arrivals.Clear();
+            }
+            foreach (Entry entry in entries)
+            {
+                Key(entry);
+            }
+        }
+    }
+
+    /// <summary>Puts the file into the model's table under its identity (read from the model's description), once; false if statx failed.</summary>
+    private bool Key(Entry entry)
+    {
+        if (entry.File.Identity != default)
+        {
+            return true;
+        }
+        if (Sys.TryGetIdentity(entry.Own, out FileIdentity identity) != Errno.None)
+        {
+            return false;
+        }
+        entry.File.Identity = identity;
+        files.Add(entry.File);
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="fd"/> is the model's own description of <paramref name="file"/> (fdinfo's count leaves it out). Call under <see cref="Gate"/>, which a sweep holds while it closes one.</summary>
     public static bool IsOwn(ModelFile file, int fd) => file.Own is { } own && own.DangerousFd == fd;
 
     private static void Forget(Entry entry)
@@ -190,6 +252,11 @@ internal sealed class LockedFiles(ReleaseWatcher watcher) : IDisposable
     {
         lock (gate)
         {
+            lock (arrivalGate)
+            {
+                entries.AddRange(arrivals);
+                arrivals.Clear();
+            }
             foreach (Entry entry in entries)
             {
                 Forget(entry);

@@ -67,11 +67,14 @@ public sealed class ModelReleaseObserverTests
     {
         using ModelKernel model = ModelKit.Model("mainline");
         using IReleaseObserver observer = model.ObserveReleases(ReleaseSignal.CloseEvents);
-        StrongBox<int> released = ObservedAndClosed(model, observer);
+        lock (model.LockedGate) // the model's drainer does not sweep meanwhile and find the release first
+        {
+            StrongBox<int> released = ObservedAndClosed(model, observer);
 
-        Assert.Equal(1, observer.Drain()); // the close is read from the model's watch by this very drain
-        Assert.Equal(1, released.Value);
-        Assert.False(Readable(observer.Events)); // nothing was written for the owner to wake up to
+            Assert.Equal(1, observer.Drain()); // the close is found by this very drain
+            Assert.Equal(1, released.Value);
+            Assert.False(Readable(observer.Events)); // nothing was written for the owner to wake up to
+        }
     }
 
     [Fact]
