@@ -236,6 +236,7 @@ internal static unsafe class UapiCatalog
             .Add(Mman.PROT_NONE).Add(Mman.PROT_READ).Add(Mman.PROT_WRITE).Add(Mman.MAP_SHARED).Add(Mman.MAP_PRIVATE)
             .Add(Poll.POLLIN).Add(Poll.POLLPRI).Add(Poll.POLLOUT).Add(Poll.POLLERR).Add(Poll.POLLHUP)
             .Add(Poll.POLLNVAL).Add(Poll.POLLRDHUP)
+            .Add(Resource.PRIO_PROCESS)
             .Add(Signals.SIGHUP).Add(Signals.SIGTERM)
             .Add(Sockets.AF_UNIX).Add(Sockets.SOCK_STREAM).Add(Sockets.SOCK_DGRAM).Add(Sockets.SOCK_SEQPACKET)
             .Add(Sockets.SOCK_NONBLOCK).Add(Sockets.SOCK_CLOEXEC)

@@ -34,7 +34,7 @@ internal static class CProbe
     public static readonly string[] UapiHeaders =
     [
         "<errno.h>", "<fcntl.h>", "<limits.h>", "<poll.h>", "<signal.h>", "<stddef.h>", "<stdio.h>", "<sys/epoll.h>", "<sys/inotify.h>", "<sys/mman.h>",
-        "<sys/socket.h>", "<sys/stat.h>", "<sys/uio.h>", "<sys/un.h>", "<linux/ioctl.h>", "<linux/tee.h>",
+        "<sys/resource.h>", "<sys/socket.h>", "<sys/stat.h>", "<sys/uio.h>", "<sys/un.h>", "<linux/ioctl.h>", "<linux/tee.h>",
         "<linux/dma-heap.h>", "<linux/dma-buf.h>", "\"rstmem-uapi-ext.h\"",
     ];
 
