@@ -95,8 +95,9 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     }
 
     /// <summary>
-    /// Observes the model's dma-bufs through the model's own watch (one per
-    /// buffer, shared with every observer). With <see cref="ReleaseSignal.ReferenceCount"/>
+    /// Observes the model's dma-bufs through the model's own release tracking
+    /// (a lock while young, then a watch: <see cref="LockedFiles"/>), shared
+    /// with every observer. With <see cref="ReleaseSignal.ReferenceCount"/>
     /// releases wait for the observer's next poll, as they would on a kernel
     /// that sends no events; with <see cref="ReleaseSignal.CloseEvents"/> they wake it.
     /// </summary>
@@ -401,7 +402,7 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
         {
             drainDepth--;
         }
-        if (drainDepth == 0)
+        if (drainDepth == 0 && released > 0)
         {
             // The observers hear of this drain's releases now that it holds nothing.
             lock (gate)

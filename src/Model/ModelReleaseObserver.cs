@@ -10,8 +10,8 @@ namespace Rstmem.Model;
 /// <summary>
 /// The model's <see cref="IReleaseObserver"/>: a buffer is released when the
 /// model frees its memory (its last descriptor anywhere closed and no TEE
-/// registration left), which the model learns from its own watch on the
-/// buffer's memfd. Nothing more is watched per buffer, and nothing is
+/// registration left), which the model learns from its own lock or watch on
+/// the buffer's memfd (<see cref="Files.LockedFiles"/>). Nothing more is watched per buffer, and nothing is
 /// allocated for it: the buffer keeps this observer, the sink and the token
 /// in fields of its own (<see cref="ModelDmaBuf.WhenFreed"/>).
 /// </summary>

@@ -10,7 +10,7 @@ namespace Rstmem.Interop.Kernel;
 /// <summary>
 /// Learns when the last reference to a file anywhere is gone, in this process
 /// or any other it was passed to: the real kernel's
-/// <see cref="IReleaseObserver"/>, and the model's own watch on its files.
+/// <see cref="IReleaseObserver"/>, and the model's own watch on its files held a while.
 ///
 /// With inotify (<see cref="ReleaseSignal.CloseEvents"/>): a watch on
 /// /proc/self/fd/N follows the link to the file's inode. The kernel reports

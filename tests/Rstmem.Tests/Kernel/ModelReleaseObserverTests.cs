@@ -10,7 +10,7 @@ namespace Rstmem.Tests.Kernel;
 
 /// <summary>
 /// The model's release observation: a buffer is released when the model frees
-/// its memory, learned from the model's own watch, with no second watch per
+/// its memory, learned from the model's own lock or watch, with nothing more per
 /// buffer; a TEE registration keeps it alive as tee_shm_register_fd's
 /// dma_buf_get reference does.
 /// </summary>

@@ -27,7 +27,7 @@ public sealed class ModelKernelTests
     [Fact]
     public void A_handle_is_looked_up_once_and_a_borrowed_one_every_time()
     {
-        // Lookup (fdget) asks the model's watch (an inotify_add_watch); an owning handle keeps what was found.
+        // Lookup (fdget) asks statx for the identity, the key of the model's table; an owning handle keeps what was found.
         using ModelKernel model = ModelKit.Model("mainline");
         using SafeFd heap = model.OpenOrFail("/dev/dma_heap/system");
         long start = model.DescriptorLookups;
