@@ -669,8 +669,8 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
                 fd = handle;
                 return Errno.None;
             }
-            // Access mode "neither" cannot be locked: in the table now (a release takes it out)
-            // and watched at once, the file its own sink.
+            // Access mode "neither" cannot be locked, and a full LockedFiles takes no more: in
+            // the table now (a release takes it out) and watched at once, the file its own sink.
             own.Dispose();
             if ((errno = Sys.TryGetIdentity(handle, out FileIdentity identity)) != Errno.None)
             {

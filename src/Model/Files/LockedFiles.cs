@@ -22,11 +22,12 @@ namespace Rstmem.Model.Files;
 /// description of its own, from which F_OFD_GETLK asks whether the lock is
 /// still there. A file whose lock is gone is released and its own description
 /// closed (no watch was ever set on it). One still held after
-/// <see cref="PromoteAfterMilliseconds"/>, or pushed out by more than
-/// <see cref="MaximumLocked"/> younger ones, is handed to the model's watch
+/// <see cref="PromoteAfterMilliseconds"/> is handed to the model's watch
 /// (<see cref="ReleaseWatcher"/>, through the model's description, which is
 /// then closed): a watch costs nothing while its file is held, and a lock
-/// must be asked about.
+/// must be asked about. At most <see cref="MaximumLocked"/> files are here at
+/// once; a file made while it is full is watched at once, so a burst of
+/// allocations costs at most that many descriptors of the model's own.
 ///
 /// What this changes against a watch on the inode: while a file is here, its
 /// release is that of the description the model handed out, which is all a
@@ -49,7 +50,11 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
     /// <summary>How long a held file stays here before the model watches it instead.</summary>
     internal const int PromoteAfterMilliseconds = 50;
 
-    /// <summary>The most files here at once, which bounds a sweep (about 1.7 us a file on the 2-vCPU VM, 2026-12-03): older ones are watched instead.</summary>
+    /// <summary>
+    /// The most files here at once, which bounds a sweep (about 1.7 us a file
+    /// on the 2-vCPU VM, 2026-12-03) and the descriptors the model keeps (one
+    /// each): a file made beyond it is watched at once.
+    /// </summary>
     internal const int MaximumLocked = 1024;
 
     /// <summary>
@@ -74,23 +79,13 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
     private readonly Lock arrivalGate = new();
     /// <summary>Set by the model's drainer while it sleeps with no timeout: the next file added wakes it.</summary>
     private bool drainerAsleep;
+    /// <summary>Files here (in <see cref="entries"/> or <see cref="arrivals"/>), counted without either lock.</summary>
+    private int count;
 
     /// <summary>Guards the files here: held while their releases are handled, and by whoever must not see a file move.</summary>
     public Lock Gate => gate;
 
-    public int Count
-    {
-        get
-        {
-            lock (gate)
-            {
-                lock (arrivalGate)
-                {
-                    return entries.Count + arrivals.Count;
-                }
-            }
-        }
-    }
+    public int Count => Volatile.Read(ref count);
 
     /// <summary>
     /// Locks <paramref name="handed"/> (the description the caller hands
@@ -98,7 +93,8 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
     /// <paramref name="own"/>, which it closes when the file is released or
     /// watched. <paramref name="wakeDrainer"/> is set when the model's drainer
     /// sleeps with nothing to sweep and must be woken. Errno.EBADF, with
-    /// <paramref name="own"/> left to the caller, for access mode "neither".
+    /// <paramref name="own"/> left to the caller, for access mode "neither";
+    /// Errno.ENOLCK when <see cref="MaximumLocked"/> files are here already.
     /// </summary>
     public Errno TryAdd(ModelFile file, SafeFd handed, int accessMode, SafeFd own, out bool wakeDrainer)
     {
@@ -116,10 +112,16 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
         {
             return Errno.EBADF; // what F_OFD_SETLK answers for a description that can neither read nor write
         }
+        if (Interlocked.Increment(ref count) > MaximumLocked)
+        {
+            Interlocked.Decrement(ref count);
+            return Errno.ENOLCK;
+        }
         var range = new flock { l_type = type, l_whence = (short)Fcntl.SEEK_SET, l_start = LockStart, l_len = 1 };
         Errno errno = Sys.TryFcntl(handed, Fcntl.F_OFD_SETLK, ref range);
         if (errno != Errno.None)
         {
+            Interlocked.Decrement(ref count);
             return errno;
         }
         file.Own = own; // before the file is handed out, so whoever counts its references sees it
@@ -150,8 +152,8 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
     /// those are released through <paramref name="released"/>, under
     /// <see cref="Gate"/>, so a caller that sweeps after a close has returned
     /// finds that release handled even when another thread swept first. Files
-    /// held past <see cref="PromoteAfterMilliseconds"/>, or beyond
-    /// <see cref="MaximumLocked"/>, are watched instead. Returns how many were released.
+    /// held past <see cref="PromoteAfterMilliseconds"/> are watched instead.
+    /// Returns how many were released.
     /// </summary>
     public int Sweep(Action<ModelFile> released)
     {
@@ -168,7 +170,6 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
                 return 0;
             }
             long now = Stopwatch.GetTimestamp();
-            int excess = entries.Count - MaximumLocked;
             int kept = 0;
             int count = 0;
             for (int i = 0; i < entries.Count; i++)
@@ -185,7 +186,7 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
                 {
                     entries[kept++] = entry; // not in the table yet (statx failed): asked about again, and keyed, next time
                 }
-                else if ((i < excess || now - entry.Since >= PromoteAfterTicks)
+                else if (now - entry.Since >= PromoteAfterTicks
                     && watcher.Observe(entry.Own, entry.File, 0, out _) == Errno.None)
                 {
                     // Watched through the model's description, which then closes: the watch
@@ -242,10 +243,11 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
     /// <summary>Whether <paramref name="fd"/> is the model's own description of <paramref name="file"/> (fdinfo's count leaves it out). Call under <see cref="Gate"/>, which a sweep holds while it closes one.</summary>
     public static bool IsOwn(ModelFile file, int fd) => file.Own is { } own && own.DangerousFd == fd;
 
-    private static void Forget(Entry entry)
+    private void Forget(Entry entry)
     {
         entry.File.Own = null;
         entry.Own.Dispose();
+        Interlocked.Decrement(ref count);
     }
 
     public void Dispose()

@@ -3,6 +3,7 @@ using Rstmem.Interop;
 using Rstmem.Interop.Kernel;
 using Rstmem.Interop.Uapi;
 using Rstmem.Model;
+using Rstmem.Model.Files;
 using Rstmem.Tests.Support;
 
 namespace Rstmem.Tests.Model;
@@ -96,6 +97,39 @@ public sealed class LockedFilesTests
             buffer.Dispose();
             Assert.Equal(0, model.LiveBuffers);
             Assert.Equal(watched, model.WatchedCount);
+        }
+    }
+
+    [Fact]
+    public void Beyond_the_most_young_files_a_new_one_is_watched_at_once()
+    {
+        using ModelKernel model = ModelKit.Model("mainline");
+        var buffers = new List<SafeFd>();
+        try
+        {
+            lock (model.LockedGate)
+            {
+                using SafeFd heap = model.OpenOrFail("/dev/dma_heap/system");
+                int young = model.LockedCount;
+                int watched = model.WatchedCount;
+                int beyond = 100;
+                for (int i = 0; i < LockedFiles.MaximumLocked - young + beyond; i++)
+                {
+                    Assert.Equal(Errno.None, model.HeapAlloc(heap, 4096, out SafeFd buffer));
+                    buffers.Add(buffer);
+                }
+
+                Assert.Equal(LockedFiles.MaximumLocked, model.LockedCount); // so at most that many descriptors of the model's own
+                Assert.Equal(watched + beyond, model.WatchedCount);
+
+                buffers.ForEach(b => b.Dispose());
+                Assert.Equal(0, model.LiveBuffers); // the locked ones by the sweep, the others by the watch
+                Assert.Equal(watched, model.WatchedCount);
+            }
+        }
+        finally
+        {
+            buffers.ForEach(b => b.Dispose());
         }
     }
 
