@@ -74,6 +74,13 @@ public sealed class ModelKernel : IKernel, IPoolStatistics, IDisposable
     /// <summary>Files the model's watch follows (held past their lock's time, or never lockable).</summary>
     internal int WatchedCount => releases.Observed;
 
+    /// <summary>How long a held file's release is learned from its lock before the model watches it (tests set it; else <see cref="LockedFiles.PromoteAfterMilliseconds"/>).</summary>
+    internal TimeSpan YoungFor
+    {
+        get => TimeSpan.FromSeconds((double)locked.PromoteAfterTicks / System.Diagnostics.Stopwatch.Frequency);
+        set => locked.PromoteAfterTicks = (long)(value.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+    }
+
     /// <summary>Files whose release is still learned from their lock (<see cref="LockedFiles"/>), each with a description of the model's own.</summary>
     internal int LockedCount => locked.Count;
 

@@ -64,7 +64,8 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
     /// </summary>
     internal static readonly nint LockStart = nint.MaxValue; // OFFSET_MAX on the 64-bit architectures rstmemd runs on
 
-    private static readonly long PromoteAfterTicks = Stopwatch.Frequency * PromoteAfterMilliseconds / 1000;
+    /// <summary>How long a held file stays here, in Stopwatch ticks: <see cref="PromoteAfterMilliseconds"/>, or what a test sets.</summary>
+    internal long PromoteAfterTicks { get; set; } = Stopwatch.Frequency * PromoteAfterMilliseconds / 1000;
 
     private readonly record struct Entry(ModelFile File, SafeFd Own, long Since);
 
@@ -171,34 +172,41 @@ internal sealed class LockedFiles(ReleaseWatcher watcher, FileTable files) : IDi
             }
             long now = Stopwatch.GetTimestamp();
             int kept = 0;
+            int next = 0; // the first entry not yet looked at: an exception from a release leaves the rest
             int count = 0;
-            for (int i = 0; i < entries.Count; i++)
+            try
             {
-                Entry entry = entries[i];
-                var probe = new flock { l_type = Fcntl.F_WRLCK, l_whence = (short)Fcntl.SEEK_SET, l_start = LockStart, l_len = 1 };
-                if (Sys.TryFcntl(entry.Own, Fcntl.F_OFD_GETLK, ref probe) == Errno.None && probe.l_type == Fcntl.F_UNLCK)
+                while (next < entries.Count)
                 {
-                    Forget(entry);
-                    released(entry.File);
-                    count++;
-                }
-                else if (!Key(entry))
-                {
-                    entries[kept++] = entry; // not in the table yet (statx failed): asked about again, and keyed, next time
-                }
-                else if (now - entry.Since >= PromoteAfterTicks
-                    && watcher.Observe(entry.Own, entry.File, 0, out _) == Errno.None)
-                {
-                    // Watched through the model's description, which then closes: the watch
-                    // follows the inode, held by the description handed out.
-                    Forget(entry);
-                }
-                else
-                {
-                    entries[kept++] = entry; // a failed watch (the watch limit) leaves it locked, to try again
+                    Entry entry = entries[next++];
+                    var probe = new flock { l_type = Fcntl.F_WRLCK, l_whence = (short)Fcntl.SEEK_SET, l_start = LockStart, l_len = 1 };
+                    if (Sys.TryFcntl(entry.Own, Fcntl.F_OFD_GETLK, ref probe) == Errno.None && probe.l_type == Fcntl.F_UNLCK)
+                    {
+                        Forget(entry);
+                        released(entry.File);
+                        count++;
+                    }
+                    else if (!Key(entry))
+                    {
+                        entries[kept++] = entry; // not in the table yet (statx failed): asked about again, and keyed, next time
+                    }
+                    else if (now - entry.Since >= PromoteAfterTicks
+                        && watcher.Observe(entry.Own, entry.File, 0, out _) == Errno.None)
+                    {
+                        // Watched through the model's description, which then closes: the watch
+                        // follows the inode, held by the description handed out.
+                        Forget(entry);
+                    }
+                    else
+                    {
+                        entries[kept++] = entry; // a failed watch (the watch limit) leaves it locked, to try again
+                    }
                 }
             }
-            entries.RemoveRange(kept, entries.Count - kept);
+            finally
+            {
+                entries.RemoveRange(kept, next - kept); // those forgotten; the ones not looked at stay
+            }
             return count;
         }
     }

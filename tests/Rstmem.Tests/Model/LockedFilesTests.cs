@@ -12,9 +12,10 @@ namespace Rstmem.Tests.Model;
 /// How the model learns the release of a file it has just handed out
 /// (src/Model/Files/LockedFiles.cs): from a lock on the description handed
 /// out while the file is young, from a watch on its inode once held a while.
-/// Tests that must see a file young hold the model's <see cref="ModelKernel.LockedGate"/>,
-/// so its drainer neither sweeps nor watches meanwhile; the test's own calls
-/// into the model take it again on the same thread.
+/// Tests that must see a file young make its time a lock's an hour
+/// (<see cref="ModelKernel.YoungFor"/>) and hold the model's
+/// <see cref="ModelKernel.LockedGate"/>, so its drainer does not sweep
+/// meanwhile; the test's own calls into the model take it again on the same thread.
 /// </summary>
 [Collection(SerialTests.Name)]
 public sealed class LockedFilesTests
@@ -22,7 +23,7 @@ public sealed class LockedFilesTests
     [Fact]
     public void A_young_buffer_is_released_by_the_close_of_its_description_without_a_watch()
     {
-        using ModelKernel model = ModelKit.Model("mainline");
+        using ModelKernel model = Young();
         lock (model.LockedGate)
         {
             int watched = model.WatchedCount;
@@ -40,7 +41,7 @@ public sealed class LockedFilesTests
     [Fact]
     public void A_mapping_and_a_duplicate_keep_a_young_buffer_as_they_keep_a_dma_buf()
     {
-        using ModelKernel model = ModelKit.Model("mainline");
+        using ModelKernel model = Young();
         lock (model.LockedGate)
         {
             SafeFd buffer = model.HeapAllocOrFail("system", 4096);
@@ -60,17 +61,15 @@ public sealed class LockedFilesTests
     [Fact]
     public void A_buffer_held_past_its_lock_time_is_watched_instead_and_its_release_still_found()
     {
-        using ModelKernel model = ModelKit.Model("mainline");
+        using ModelKernel model = Young();
         int descriptors = ModelKit.OpenDescriptorCount(model);
         int watched = model.WatchedCount;
         SafeFd buffer = model.HeapAllocOrFail("system", 4096);
+        model.Drain();
+        Assert.Equal(watched, model.WatchedCount); // young still
 
-        // The drainer hands it to the watch once LockedFiles.PromoteAfterMilliseconds have passed.
-        var deadline = DateTime.UtcNow + GiveUp.After;
-        while (model.WatchedCount == watched && DateTime.UtcNow < deadline)
-        {
-            Thread.Sleep(5);
-        }
+        model.YoungFor = TimeSpan.Zero; // its time is up: the next sweep watches it
+        model.Drain();
         Assert.Equal(watched + 1, model.WatchedCount);
         Assert.Equal(descriptors + 1, ModelKit.OpenDescriptorCount(model)); // the buffer's, and none of the model's left for it
         Assert.Equal(1, model.LiveBuffers);
@@ -83,7 +82,7 @@ public sealed class LockedFilesTests
     [Fact]
     public void A_buffer_with_access_mode_neither_cannot_be_locked_and_is_watched_at_once()
     {
-        using ModelKernel model = ModelKit.Model("mainline");
+        using ModelKernel model = Young();
         lock (model.LockedGate)
         {
             using SafeFd heap = model.OpenOrFail("/dev/dma_heap/system");
@@ -103,7 +102,7 @@ public sealed class LockedFilesTests
     [Fact]
     public void Beyond_the_most_young_files_a_new_one_is_watched_at_once()
     {
-        using ModelKernel model = ModelKit.Model("mainline");
+        using ModelKernel model = Young();
         var buffers = new List<SafeFd>();
         try
         {
@@ -123,6 +122,7 @@ public sealed class LockedFilesTests
                 Assert.Equal(watched + beyond, model.WatchedCount);
 
                 buffers.ForEach(b => b.Dispose());
+                heap.Dispose();
                 Assert.Equal(0, model.LiveBuffers); // the locked ones by the sweep, the others by the watch
                 Assert.Equal(watched, model.WatchedCount);
             }
@@ -136,7 +136,7 @@ public sealed class LockedFilesTests
     [Fact]
     public void Fdinfo_shows_a_lock_the_holder_takes_and_not_the_models()
     {
-        using ModelKernel model = ModelKit.Model("mainline");
+        using ModelKernel model = Young();
         lock (model.LockedGate)
         {
             using SafeFd buffer = model.HeapAllocOrFail("system", 4096);
@@ -157,7 +157,7 @@ public sealed class LockedFilesTests
     [Fact]
     public void A_young_buffer_passed_back_is_found_though_no_sweep_has_put_it_in_the_table()
     {
-        using ModelKernel model = ModelKit.Model("mainline");
+        using ModelKernel model = Young();
         Assert.Equal(Errno.None, Interop.Sys.TrySocketPair(Sockets.AF_UNIX, Sockets.SOCK_SEQPACKET, 0, out SafeFd sender, out SafeFd receiver));
         using (sender)
         using (receiver)
@@ -192,5 +192,13 @@ public sealed class LockedFilesTests
         string stat = File.ReadAllText($"/proc/self/task/{model.DrainerThreadId.ToString(CultureInfo.InvariantCulture)}/stat");
         string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         Assert.Equal(ModelKernel.DrainerNice, int.Parse(fields[19 - 3], CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>A model whose files stay young (their release learned from the lock) for the whole test, however slow the machine.</summary>
+    private static ModelKernel Young()
+    {
+        ModelKernel model = ModelKit.Model("mainline");
+        model.YoungFor = TimeSpan.FromHours(1);
+        return model;
     }
 }
